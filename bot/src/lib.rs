@@ -1,0 +1,10 @@
+//! The `cairn` binary's library: command line, configuration and the front doors.
+//!
+//! `main.rs` only parses arguments and calls [`cli::run`]; everything here is testable
+//! without a process. This crate is the only one that knows about the terminal, HTTP and
+//! Slack; it drives `cairn-agents` and renders what they find.
+
+pub mod cli;
+pub mod config;
+pub mod eval;
+pub mod sources;

@@ -1,0 +1,20 @@
+//! Cairn's data sources.
+//!
+//! Every source of production data — a telemetry bundle today; Prometheus, Loki, Kubernetes
+//! and GitHub later — implements one query interface, [`DataSource`]. The agents only ever
+//! see that trait, so they cannot tell a bundle from a live system. [`SourceSet`] combines
+//! several sources: every query goes to each source and the answers merge.
+//!
+//! Invariant: nothing in this crate opens a bundle's `expect.yaml`. The answer to an
+//! incident is not data; only the scorer in `cairn-bot` reads it.
+
+pub mod bundle;
+pub mod model;
+pub mod set;
+pub mod source;
+pub mod time;
+
+pub use bundle::{Bundle, BundleCounts, BundleError, BundleMeta};
+pub use model::*;
+pub use set::{SourceFailure, SourceSet};
+pub use source::{DataSource, SourceError};

@@ -1,0 +1,147 @@
+//! The store handle: connecting, migrating, and the first repositories.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm_migration::MigratorTrait;
+
+use crate::migration::Migrator;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not one Cairn can use.
+    #[error("database URL `{0}` is not sqlite:// or postgres://")]
+    BadUrl(String),
+    /// The database answered with an error or could not be reached.
+    #[error("{0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Migrations applied by this call, in order.
+    pub applied: Vec<String>,
+    /// Migrations in the schema after the call.
+    pub total: usize,
+}
+
+impl fmt::Display for MigrationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.applied.is_empty() {
+            write!(f, "database is up to date ({} migrations)", self.total)
+        } else {
+            write!(f, "applied {} migrations ({}); {} in total", self.applied.len(), self.applied.join(", "), self.total)
+        }
+    }
+}
+
+/// A cheap, cloneable handle on Cairn's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH?mode=rwc` creates the file; or `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::BadUrl(redact_url(url)));
+        };
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            // One writer at a time is SQLite's rule; a small pool avoids lock storms.
+            options.max_connections(4);
+        }
+        let db = Database::connect(options).await?;
+        if backend == Backend::Sqlite {
+            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+                db.execute_unprepared(pragma).await?;
+            }
+        }
+        Ok(Self { db, backend })
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Migrator::up(&self.db, None).await?;
+        Ok(MigrationReport { applied: pending, total: Migrator::migrations().len() })
+    }
+
+    /// Names of migrations not yet applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Migrator::get_pending_migrations(&self.db).await?.iter().map(|m| m.name().to_owned()).collect())
+    }
+
+    /// Records that the inbound event `key` was processed; `true` the first time only,
+    /// also under concurrency and across restarts (the key is unique in the table).
+    pub async fn mark_processed(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => "INSERT INTO processed_events (event_key, processed_at) VALUES ($1, $2) ON CONFLICT (event_key) DO NOTHING",
+            _ => "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT (event_key) DO NOTHING",
+        };
+        let result = self
+            .db
+            .execute(Statement::from_sql_and_values(backend, sql, [key.into(), now.into()]))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+/// The URL with any password replaced, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:[redacted]{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(super::redact_url("mysql://u:pw@h/db"), "mysql://u:[redacted]@h/db");
+        assert_eq!(super::redact_url("mysql://h/db"), "mysql://h/db");
+    }
+}

@@ -1,0 +1,46 @@
+//! Black-box tests: run the real `cairn` binary the way users and CI do.
+
+mod cli;
+mod eval;
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root (fixtures live there).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bot/ has a parent").to_owned()
+}
+
+/// The fixture bundles shipped in the repository.
+pub fn fixtures() -> PathBuf {
+    workspace().join("fixtures/bundles")
+}
+
+/// A `cairn` command in an empty working directory with no `CAIRN_*` variables inherited,
+/// so neither a stray `cairn.toml` nor the developer's environment changes the outcome.
+pub fn cairn(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CAIRN_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs `cmd` and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the cairn binary runs")
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
