@@ -70,8 +70,10 @@ impl CliError {
 
 /// Sets up `tracing` from `RUST_LOG` (default `info`), logging to stderr.
 pub fn init_tracing() {
+    // By default the migration runner's and the SQL driver's per-step chatter stays out:
+    // `cairn migrate` prints its own one-line report.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sea_orm_migration=warn,sqlx=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
