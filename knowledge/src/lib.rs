@@ -2,6 +2,9 @@
 //! repository API the other crates use. sea-orm types stay inside this crate.
 
 pub mod migration;
+mod queue;
 mod store;
+
+pub use queue::{backoff, Job, JobState, OutboxMessage, DEFAULT_MAX_ATTEMPTS};
 
 pub use store::{Backend, MigrationReport, Store, StoreError};

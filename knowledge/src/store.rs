@@ -81,6 +81,11 @@ impl Store {
         Ok(Self { db, backend })
     }
 
+    /// The connection, for the repositories in this crate.
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// The engine behind this store.
     pub fn backend(&self) -> Backend {
         self.backend

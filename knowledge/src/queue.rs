@@ -1,0 +1,238 @@
+//! The durable job queue and the outbox, in the database so nothing is lost on a crash.
+//!
+//! A job is claimed with a compare-and-set `UPDATE … WHERE id = ? AND <still claimable>`:
+//! whoever changes the row owns the job, on SQLite and PostgreSQL alike. An expired lease
+//! makes the job claimable again (the worker died). Failures retry with exponential backoff
+//! until `max_attempts`, then the job is dead-lettered.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+
+use crate::store::{Store, StoreError};
+
+/// A job as a worker sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// Attempts including the current one.
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Done,
+    Dead,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub channel: String,
+    pub payload: serde_json::Value,
+    pub attempts: i32,
+}
+
+/// Attempts before a job is dead-lettered, unless the caller says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
+/// Claim races lost in a row before `lease` gives up for this call.
+const CLAIM_RETRIES: usize = 8;
+
+/// Delay before retry number `attempts` (1-based): 5 s, 10 s, 20 s… capped at 10 minutes.
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = attempts.clamp(1, 8) - 1;
+    Duration::seconds((5i64 << exp).min(600))
+}
+
+impl Store {
+    /// Builds a statement from SQL with `?` placeholders, numbered for PostgreSQL.
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        let backend = self.db().get_database_backend();
+        let sql = if backend == DbBackend::Postgres {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push_str(&format!("${n}"));
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        } else {
+            sql.to_owned()
+        };
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+
+    /// Adds a job to run at `run_at`; returns its id.
+    pub async fn enqueue_job(&self, kind: &str, payload: serde_json::Value, run_at: DateTime<Utc>, max_attempts: i32) -> Result<i64, StoreError> {
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                "INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, created_at) VALUES (?, ?, 'queued', ?, 0, ?, ?) RETURNING id",
+                vec![kind.into(), payload.into(), run_at.into(), max_attempts.into(), run_at.into()],
+            ))
+            .await?
+            .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?;
+        Ok(row.try_get("", "id")?)
+    }
+
+    /// Claims one due job for `owner` until `now + lease_for`; `None` when nothing is due.
+    pub async fn lease_job(&self, owner: &str, now: DateTime<Utc>, lease_for: Duration) -> Result<Option<Job>, StoreError> {
+        const CLAIMABLE: &str = "((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?))";
+        for _ in 0..CLAIM_RETRIES {
+            let candidate = self
+                .db()
+                .query_one(self.stmt(
+                    &format!("SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY run_at, id LIMIT 1"),
+                    vec![now.into(), now.into()],
+                ))
+                .await?;
+            let Some(candidate) = candidate else { return Ok(None) };
+            let id: i64 = candidate.try_get("", "id")?;
+            let claimed = self
+                .db()
+                .execute(self.stmt(
+                    &format!("UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ? AND {CLAIMABLE}"),
+                    vec![owner.into(), (now + lease_for).into(), id.into(), now.into(), now.into()],
+                ))
+                .await?;
+            if claimed.rows_affected() == 1 {
+                let row = self
+                    .db()
+                    .query_one(self.stmt("SELECT id, kind, payload, attempts, max_attempts FROM jobs WHERE id = ?", vec![id.into()]))
+                    .await?
+                    .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotFound(format!("job {id}"))))?;
+                return Ok(Some(job_from(&row)?));
+            }
+            // Another worker won this one; look again.
+        }
+        Ok(None)
+    }
+
+    /// Marks a leased job done; `false` if `owner` no longer holds it.
+    pub async fn complete_job(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
+        let r = self
+            .db()
+            .execute(self.stmt("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]))
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt: retried after [`backoff`], or dead-lettered after the last
+    /// attempt. Returns the job's new state, or `None` if `owner` no longer holds it.
+    pub async fn fail_job(&self, id: i64, owner: &str, error: &str, now: DateTime<Utc>) -> Result<Option<JobState>, StoreError> {
+        let Some(row) = self
+            .db()
+            .query_one(self.stmt("SELECT attempts, max_attempts FROM jobs WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let attempts: i32 = row.try_get("", "attempts")?;
+        let max: i32 = row.try_get("", "max_attempts")?;
+        let (state, run_at) = if attempts >= max { (JobState::Dead, now) } else { (JobState::Queued, now + backoff(attempts)) };
+        let r = self
+            .db()
+            .execute(self.stmt(
+                "UPDATE jobs SET state = ?, run_at = ?, lease_owner = NULL, lease_until = NULL, last_error = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
+                vec![state.as_str().into(), run_at.into(), error.into(), id.into(), owner.into()],
+            ))
+            .await?;
+        Ok((r.rows_affected() == 1).then_some(state))
+    }
+
+    /// Number of jobs in `state` (queue depth for `Queued`).
+    pub async fn count_jobs(&self, state: JobState) -> Result<i64, StoreError> {
+        let row = self
+            .db()
+            .query_one(self.stmt("SELECT COUNT(*) AS n FROM jobs WHERE state = ?", vec![state.as_str().into()]))
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+    }
+
+    /// Puts a message in the outbox; `false` when one with this key is already there
+    /// (sent or not), so a retried producer never posts twice.
+    pub async fn enqueue_outbox(&self, key: &str, channel: &str, payload: serde_json::Value, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let r = self
+            .db()
+            .execute(self.stmt(
+                "INSERT INTO outbox (idempotency_key, channel, payload, state, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                vec![key.into(), channel.into(), payload.into(), now.into(), now.into()],
+            ))
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Pending messages due at `now`, oldest first.
+    pub async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows = self
+            .db()
+            .query_all(self.stmt(
+                "SELECT id, idempotency_key, channel, payload, attempts FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                vec![now.into(), i64::from(limit).into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxMessage {
+                    id: r.try_get("", "id")?,
+                    idempotency_key: r.try_get("", "idempotency_key")?,
+                    channel: r.try_get("", "channel")?,
+                    payload: r.try_get("", "payload")?,
+                    attempts: r.try_get("", "attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a message sent (with the Slack `ts` it got); `false` if it was already sent.
+    pub async fn mark_outbox_sent(&self, id: i64, sent_ts: &str) -> Result<bool, StoreError> {
+        let r = self
+            .db()
+            .execute(self.stmt("UPDATE outbox SET state = 'sent', sent_ts = ? WHERE id = ? AND state = 'pending'", vec![sent_ts.into(), id.into()]))
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records a failed send, to be retried at `retry_at` (e.g. after `Retry-After`).
+    pub async fn mark_outbox_failed(&self, id: i64, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.db()
+            .execute(self.stmt(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+                vec![error.into(), retry_at.into(), id.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+fn job_from(row: &QueryResult) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: row.try_get("", "id")?,
+        kind: row.try_get("", "kind")?,
+        payload: row.try_get("", "payload")?,
+        attempts: row.try_get("", "attempts")?,
+        max_attempts: row.try_get("", "max_attempts")?,
+    })
+}
