@@ -3,8 +3,10 @@
 
 pub mod migration;
 mod queue;
+mod records;
 mod store;
 
 pub use queue::{backoff, Job, JobState, OutboxMessage, DEFAULT_MAX_ATTEMPTS};
 
+pub use records::{Incident, KnowledgeRecord, NewIncident, Runbook, StoredEvidence, StoredHypothesis};
 pub use store::{Backend, MigrationReport, Store, StoreError};

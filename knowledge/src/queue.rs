@@ -64,7 +64,7 @@ pub fn backoff(attempts: i32) -> Duration {
 
 impl Store {
     /// Builds a statement from SQL with `?` placeholders, numbered for PostgreSQL.
-    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+    pub(crate) fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
         let backend = self.db().get_database_backend();
         let sql = if backend == DbBackend::Postgres {
             let mut out = String::with_capacity(sql.len() + 8);

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cairn_knowledge::{backoff, Backend, JobState, Store};
+use cairn_knowledge::{backoff, Backend, JobState, KnowledgeRecord, NewIncident, Store, StoredEvidence, StoredHypothesis};
 use chrono::Duration;
 use chrono::{TimeZone, Utc};
 
@@ -69,6 +69,12 @@ conformance!(
     job_retries_with_backoff_then_dead_letters,
     expired_lease_is_reclaimed,
     outbox_is_idempotent_and_never_resends,
+    incidents_one_open_per_group_key,
+    alerts_dedupe,
+    service_catalogue_upserts,
+    knowledge_edits_add_versions_and_retraction_keeps_rows,
+    runbook_reimport_updates_without_duplicates,
+    investigation_round_trip_latest_wins,
 );
 
 async fn migrate_fresh_then_idempotent(store: Store) {
@@ -183,4 +189,104 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
     assert!(!store.mark_outbox_sent(due[0].id, "again").await.unwrap());
     assert!(store.due_outbox(t0() + Duration::days(1), 10).await.unwrap().is_empty());
     assert!(!store.enqueue_outbox("inc-1:status", "C1", payload, t0()).await.unwrap(), "sent stays sent");
+}
+
+async fn incidents_one_open_per_group_key(store: Store) {
+    store.migrate().await.unwrap();
+    let new = NewIncident { title: "HighErrorRate".into(), source: "alertmanager".into(), source_ref: "{}:{alertname=\"X\"}".into(), channel: None };
+    assert!(store.open_incident_by_ref("alertmanager", &new.source_ref).await.unwrap().is_none());
+    let a = store.create_incident(&new, t0()).await.unwrap();
+    assert_eq!((a.status.as_str(), a.created_at), ("open", t0()));
+    assert_eq!(store.open_incident_by_ref("alertmanager", &new.source_ref).await.unwrap(), Some(a.clone()));
+    assert!(store.set_incident_thread(a.id, "C1", "1700.1").await.unwrap());
+    assert!(store.set_incident_status(a.id, "resolved", t0()).await.unwrap());
+    assert!(store.open_incident_by_ref("alertmanager", &new.source_ref).await.unwrap().is_none(), "resolved closes it");
+    let b = store.create_incident(&new, t0() + Duration::hours(1)).await.unwrap();
+    let listed: Vec<i64> = store.list_incidents(10).await.unwrap().iter().map(|i| i.id).collect();
+    assert_eq!(listed, vec![b.id, a.id], "newest first");
+    let a = store.incident(a.id).await.unwrap().unwrap();
+    assert_eq!((a.channel.as_deref(), a.thread_ts.as_deref()), (Some("C1"), Some("1700.1")));
+    assert!(store.incident(9999).await.unwrap().is_none());
+}
+
+async fn alerts_dedupe(store: Store) {
+    store.migrate().await.unwrap();
+    let payload = serde_json::json!({"status": "firing"});
+    assert!(store.record_alert("pd:Q1:ev1", "pagerduty", payload.clone(), None, t0()).await.unwrap());
+    assert!(!store.record_alert("pd:Q1:ev1", "pagerduty", payload, None, t0()).await.unwrap());
+}
+
+async fn service_catalogue_upserts(store: Store) {
+    store.migrate().await.unwrap();
+    store.upsert_service("checkout", Some("service"), None, &["payments".into()], t0()).await.unwrap();
+    store.upsert_service("checkout", Some("service"), Some("team-a"), &[], t0()).await.unwrap();
+    store.upsert_service("payments", None, None, &[], t0()).await.unwrap();
+    assert_eq!(store.service_names().await.unwrap(), vec!["checkout", "payments"]);
+}
+
+async fn knowledge_edits_add_versions_and_retraction_keeps_rows(store: Store) {
+    store.migrate().await.unwrap();
+    let draft = KnowledgeRecord {
+        record_id: 0,
+        version: 0,
+        kind: "correction".into(),
+        statement: "root cause was the cache eviction on cart-cache, not checkout".into(),
+        fields: serde_json::json!({"services": ["cart-cache"], "fault_kind": "cache_failure"}),
+        author: "U1AAA".into(),
+        incident_id: Some(7),
+        origin: "thread_reply".into(),
+        scope: "service".into(),
+        status: "active".into(),
+        created_at: t0(),
+    };
+    let first = store.add_knowledge(&draft, t0()).await.unwrap();
+    let second = store.add_knowledge(&draft, t0()).await.unwrap();
+    assert_ne!(first.record_id, second.record_id);
+    assert_eq!((first.version, first.status.as_str()), (1, "active"));
+    let edited = store.revise_knowledge(first.record_id, Some("cart-cache evictions"), None, "U2BBB", t0()).await.unwrap().unwrap();
+    assert_eq!((edited.version, edited.statement.as_str()), (2, "cart-cache evictions"));
+    let retracted = store.revise_knowledge(first.record_id, None, Some("retracted"), "U1AAA", t0()).await.unwrap().unwrap();
+    assert_eq!((retracted.version, retracted.status.as_str(), retracted.statement.as_str()), (3, "retracted", "cart-cache evictions"));
+    let history = store.knowledge_history(first.record_id).await.unwrap();
+    assert_eq!(history.iter().map(|r| r.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(history[0].statement, draft.statement, "history is kept");
+    assert_eq!(history[0].fields, draft.fields);
+    assert!(store.revise_knowledge(424242, None, Some("retracted"), "U1", t0()).await.unwrap().is_none());
+}
+
+async fn runbook_reimport_updates_without_duplicates(store: Store) {
+    store.migrate().await.unwrap();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let a = store.upsert_runbook("Checkout 5xx", "runbooks/checkout.md", &s(&["checkout"]), &s(&["HighErrorRate"]), &s(&["web"]), "v1", t0()).await.unwrap();
+    let same_path = store.upsert_runbook("Checkout errors", "runbooks/checkout.md", &s(&["checkout"]), &[], &[], "v2", t0()).await.unwrap();
+    let same_title = store.upsert_runbook("Checkout errors", "runbooks/moved.md", &s(&["checkout"]), &[], &[], "v3", t0()).await.unwrap();
+    assert_eq!((a, same_path, same_title), (a, a, a));
+    let other = store.upsert_runbook("DB failover", "runbooks/db.md", &[], &[], &[], "x", t0()).await.unwrap();
+    assert_ne!(other, a);
+    let all = store.runbooks().await.unwrap();
+    assert_eq!(all.len(), 2);
+    let checkout = all.iter().find(|r| r.id == a).unwrap();
+    assert_eq!((checkout.path.as_str(), checkout.body.as_str()), ("runbooks/moved.md", "v3"));
+    assert_eq!(checkout.services, vec!["checkout"]);
+}
+
+async fn investigation_round_trip_latest_wins(store: Store) {
+    store.migrate().await.unwrap();
+    let new = NewIncident { title: "t".into(), source: "slack".into(), source_ref: "Ev1".into(), channel: Some("C1".into()) };
+    let incident = store.create_incident(&new, t0()).await.unwrap();
+    let hyp = |rank: i32, service: &str| StoredHypothesis {
+        rank,
+        service: service.into(),
+        kind: Some("bad_deploy".into()),
+        confidence: 0.8 / f64::from(rank),
+        status: "open".into(),
+        evidence: vec![StoredEvidence { kind: "metrics".into(), text: format!("{service} errors 12%"), source: Some("bundle".into()), link: None, incident_ref: None, record_ref: None }],
+    };
+    store.save_investigation(incident.id, "root_cause_found", &[hyp(1, "old")], t0(), t0()).await.unwrap();
+    store.save_investigation(incident.id, "root_cause_found", &[hyp(2, "payments"), hyp(1, "checkout")], t0(), t0()).await.unwrap();
+    let got = store.hypotheses(incident.id).await.unwrap();
+    assert_eq!(got, vec![hyp(1, "checkout"), hyp(2, "payments")], "latest investigation, by rank");
+    assert!(store.decide_hypothesis(incident.id, 1, "confirmed", "U1AAA", t0()).await.unwrap());
+    assert_eq!(store.hypotheses(incident.id).await.unwrap()[0].status, "confirmed");
+    assert!(!store.decide_hypothesis(incident.id, 9, "rejected", "U1AAA", t0()).await.unwrap());
 }
