@@ -128,6 +128,18 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Forgets processed event keys older than `before` (deduplication only needs a
+    /// horizon, an hour or more); returns how many were removed.
+    pub async fn prune_processed(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = self
+            .db
+            .execute(self.stmt("DELETE FROM processed_events WHERE processed_at < ?", vec![before.into()]))
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
 /// The URL with any password replaced, for messages.
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -95,6 +95,12 @@ async fn processed_event_once(store: Store) {
     assert!(store.mark_processed("Ev1", now).await.unwrap());
     assert!(!store.mark_processed("Ev1", now).await.unwrap());
     assert!(store.mark_processed("Ev2", now).await.unwrap());
+    // Pruning past the horizon forgets old keys only.
+    let later = now + Duration::hours(2);
+    assert!(store.mark_processed("Ev3", later).await.unwrap());
+    assert_eq!(store.prune_processed(later - Duration::hours(1)).await.unwrap(), 2);
+    assert!(!store.mark_processed("Ev3", later).await.unwrap());
+    assert!(store.mark_processed("Ev1", later).await.unwrap());
 }
 
 async fn processed_event_once_under_concurrency(store: Store) {
