@@ -8,5 +8,7 @@ mod store;
 
 pub use queue::{backoff, Job, JobState, OutboxMessage, DEFAULT_MAX_ATTEMPTS};
 
-pub use records::{Incident, KnowledgeRecord, NewIncident, Runbook, StoredEvidence, StoredHypothesis};
+pub use records::{
+    Incident, KnowledgeRecord, NewIncident, Runbook, StoredEvidence, StoredHypothesis,
+};
 pub use store::{Backend, MigrationReport, Store, StoreError};

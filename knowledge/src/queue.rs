@@ -84,8 +84,24 @@ impl Store {
         Statement::from_sql_and_values(backend, sql, values)
     }
 
+    /// Runs one statement and returns how many rows it changed: the compare-and-set
+    /// answer every claim and idempotent insert here relies on.
+    pub(crate) async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, StoreError> {
+        Ok(self
+            .db()
+            .execute(self.stmt(sql, values))
+            .await?
+            .rows_affected())
+    }
+
     /// Adds a job to run at `run_at`; returns its id.
-    pub async fn enqueue_job(&self, kind: &str, payload: serde_json::Value, run_at: DateTime<Utc>, max_attempts: i32) -> Result<i64, StoreError> {
+    pub async fn enqueue_job(
+        &self,
+        kind: &str,
+        payload: serde_json::Value,
+        run_at: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> Result<i64, StoreError> {
         let row = self
             .db()
             .query_one(self.stmt(
@@ -98,8 +114,14 @@ impl Store {
     }
 
     /// Claims one due job for `owner` until `now + lease_for`; `None` when nothing is due.
-    pub async fn lease_job(&self, owner: &str, now: DateTime<Utc>, lease_for: Duration) -> Result<Option<Job>, StoreError> {
-        const CLAIMABLE: &str = "((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?))";
+    pub async fn lease_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        const CLAIMABLE: &str =
+            "((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?))";
         for _ in 0..CLAIM_RETRIES {
             let candidate = self
                 .db()
@@ -108,21 +130,25 @@ impl Store {
                     vec![now.into(), now.into()],
                 ))
                 .await?;
-            let Some(candidate) = candidate else { return Ok(None) };
+            let Some(candidate) = candidate else {
+                return Ok(None);
+            };
             let id: i64 = candidate.try_get("", "id")?;
-            let claimed = self
-                .db()
-                .execute(self.stmt(
+            let claimed = self.exec(
                     &format!("UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ? AND {CLAIMABLE}"),
                     vec![owner.into(), (now + lease_for).into(), id.into(), now.into(), now.into()],
-                ))
-                .await?;
-            if claimed.rows_affected() == 1 {
+                ).await?;
+            if claimed == 1 {
                 let row = self
                     .db()
-                    .query_one(self.stmt("SELECT id, kind, payload, attempts, max_attempts FROM jobs WHERE id = ?", vec![id.into()]))
+                    .query_one(self.stmt(
+                        "SELECT id, kind, payload, attempts, max_attempts FROM jobs WHERE id = ?",
+                        vec![id.into()],
+                    ))
                     .await?
-                    .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotFound(format!("job {id}"))))?;
+                    .ok_or_else(|| {
+                        StoreError::Database(sea_orm::DbErr::RecordNotFound(format!("job {id}")))
+                    })?;
                 return Ok(Some(job_from(&row)?));
             }
             // Another worker won this one; look again.
@@ -132,16 +158,19 @@ impl Store {
 
     /// Marks a leased job done; `false` if `owner` no longer holds it.
     pub async fn complete_job(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
-        let r = self
-            .db()
-            .execute(self.stmt("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]))
-            .await?;
-        Ok(r.rows_affected() == 1)
+        let r = self.exec("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]).await?;
+        Ok(r == 1)
     }
 
     /// Records a failed attempt: retried after [`backoff`], or dead-lettered after the last
     /// attempt. Returns the job's new state, or `None` if `owner` no longer holds it.
-    pub async fn fail_job(&self, id: i64, owner: &str, error: &str, now: DateTime<Utc>) -> Result<Option<JobState>, StoreError> {
+    pub async fn fail_job(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError> {
         let Some(row) = self
             .db()
             .query_one(self.stmt("SELECT attempts, max_attempts FROM jobs WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]))
@@ -151,41 +180,55 @@ impl Store {
         };
         let attempts: i32 = row.try_get("", "attempts")?;
         let max: i32 = row.try_get("", "max_attempts")?;
-        let (state, run_at) = if attempts >= max { (JobState::Dead, now) } else { (JobState::Queued, now + backoff(attempts)) };
-        let r = self
-            .db()
-            .execute(self.stmt(
+        let (state, run_at) = if attempts >= max {
+            (JobState::Dead, now)
+        } else {
+            (JobState::Queued, now + backoff(attempts))
+        };
+        let r = self.exec(
                 "UPDATE jobs SET state = ?, run_at = ?, lease_owner = NULL, lease_until = NULL, last_error = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
                 vec![state.as_str().into(), run_at.into(), error.into(), id.into(), owner.into()],
-            ))
-            .await?;
-        Ok((r.rows_affected() == 1).then_some(state))
+            ).await?;
+        Ok((r == 1).then_some(state))
     }
 
     /// Number of jobs in `state` (queue depth for `Queued`).
     pub async fn count_jobs(&self, state: JobState) -> Result<i64, StoreError> {
         let row = self
             .db()
-            .query_one(self.stmt("SELECT COUNT(*) AS n FROM jobs WHERE state = ?", vec![state.as_str().into()]))
+            .query_one(self.stmt(
+                "SELECT COUNT(*) AS n FROM jobs WHERE state = ?",
+                vec![state.as_str().into()],
+            ))
             .await?;
-        Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+        Ok(row
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     /// Puts a message in the outbox; `false` when one with this key is already there
     /// (sent or not), so a retried producer never posts twice.
-    pub async fn enqueue_outbox(&self, key: &str, channel: &str, payload: serde_json::Value, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let r = self
-            .db()
-            .execute(self.stmt(
+    pub async fn enqueue_outbox(
+        &self,
+        key: &str,
+        channel: &str,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = self.exec(
                 "INSERT INTO outbox (idempotency_key, channel, payload, state, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
                 vec![key.into(), channel.into(), payload.into(), now.into(), now.into()],
-            ))
-            .await?;
-        Ok(r.rows_affected() == 1)
+            ).await?;
+        Ok(r == 1)
     }
 
     /// Pending messages due at `now`, oldest first.
-    pub async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+    pub async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
         let rows = self
             .db()
             .query_all(self.stmt(
@@ -209,20 +252,25 @@ impl Store {
     /// Marks a message sent (with the Slack `ts` it got); `false` if it was already sent.
     pub async fn mark_outbox_sent(&self, id: i64, sent_ts: &str) -> Result<bool, StoreError> {
         let r = self
-            .db()
-            .execute(self.stmt("UPDATE outbox SET state = 'sent', sent_ts = ? WHERE id = ? AND state = 'pending'", vec![sent_ts.into(), id.into()]))
+            .exec(
+                "UPDATE outbox SET state = 'sent', sent_ts = ? WHERE id = ? AND state = 'pending'",
+                vec![sent_ts.into(), id.into()],
+            )
             .await?;
-        Ok(r.rows_affected() == 1)
+        Ok(r == 1)
     }
 
     /// Records a failed send, to be retried at `retry_at` (e.g. after `Retry-After`).
-    pub async fn mark_outbox_failed(&self, id: i64, error: &str, retry_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.db()
-            .execute(self.stmt(
+    pub async fn mark_outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.exec(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'pending'",
                 vec![error.into(), retry_at.into(), id.into()],
-            ))
-            .await?;
+            ).await?;
         Ok(())
     }
 }

@@ -99,12 +99,17 @@ fn strings(v: serde_json::Value) -> Vec<String> {
     serde_json::from_value(v).unwrap_or_default()
 }
 
-const INCIDENT_COLUMNS: &str = "id, title, source, source_ref, channel, thread_ts, status, created_at";
+const INCIDENT_COLUMNS: &str =
+    "id, title, source, source_ref, channel, thread_ts, status, created_at";
 const RECORD_COLUMNS: &str = "record_id, version, kind, statement, fields, author, incident_id, origin, scope, status, created_at";
 
 impl Store {
     /// Opens an incident.
-    pub async fn create_incident(&self, new: &NewIncident, now: DateTime<Utc>) -> Result<Incident, StoreError> {
+    pub async fn create_incident(
+        &self,
+        new: &NewIncident,
+        now: DateTime<Utc>,
+    ) -> Result<Incident, StoreError> {
         let row = self
             .db()
             .query_one(self.stmt(
@@ -118,13 +123,23 @@ impl Store {
 
     /// The incident with `id`.
     pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
-        let row = self.db().query_one(self.stmt(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"), vec![id.into()])).await?;
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"),
+                vec![id.into()],
+            ))
+            .await?;
         row.as_ref().map(incident_from).transpose()
     }
 
     /// The newest incident from `source` with `source_ref` that is not resolved (one open
     /// incident per Alertmanager groupKey or PagerDuty incident).
-    pub async fn open_incident_by_ref(&self, source: &str, source_ref: &str) -> Result<Option<Incident>, StoreError> {
+    pub async fn open_incident_by_ref(
+        &self,
+        source: &str,
+        source_ref: &str,
+    ) -> Result<Option<Incident>, StoreError> {
         let row = self
             .db()
             .query_one(self.stmt(
@@ -137,54 +152,96 @@ impl Store {
 
     /// Incidents, newest first.
     pub async fn list_incidents(&self, limit: u32) -> Result<Vec<Incident>, StoreError> {
-        let rows = self.db().query_all(self.stmt(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id DESC LIMIT ?"), vec![i64::from(limit).into()])).await?;
+        let rows = self
+            .db()
+            .query_all(self.stmt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id DESC LIMIT ?"),
+                vec![i64::from(limit).into()],
+            ))
+            .await?;
         rows.iter().map(incident_from).collect()
     }
 
     /// Sets an incident's status (open, acknowledged, resolved).
-    pub async fn set_incident_status(&self, id: i64, status: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let r = self.db().execute(self.stmt("UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?", vec![status.into(), now.into(), id.into()])).await?;
-        Ok(r.rows_affected() == 1)
+    pub async fn set_incident_status(
+        &self,
+        id: i64,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .exec(
+                "UPDATE incidents SET status = ?, updated_at = ? WHERE id = ?",
+                vec![status.into(), now.into(), id.into()],
+            )
+            .await?;
+        Ok(r == 1)
     }
 
     /// Records where the incident's Slack thread lives.
-    pub async fn set_incident_thread(&self, id: i64, channel: &str, thread_ts: &str) -> Result<bool, StoreError> {
-        let r = self.db().execute(self.stmt("UPDATE incidents SET channel = ?, thread_ts = ? WHERE id = ?", vec![channel.into(), thread_ts.into(), id.into()])).await?;
-        Ok(r.rows_affected() == 1)
+    pub async fn set_incident_thread(
+        &self,
+        id: i64,
+        channel: &str,
+        thread_ts: &str,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .exec(
+                "UPDATE incidents SET channel = ?, thread_ts = ? WHERE id = ?",
+                vec![channel.into(), thread_ts.into(), id.into()],
+            )
+            .await?;
+        Ok(r == 1)
     }
 
     /// Stores a raw inbound alert unless one with `dedupe_key` exists; `true` when stored.
-    pub async fn record_alert(&self, dedupe_key: &str, source: &str, payload: serde_json::Value, incident_id: Option<i64>, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let r = self
-            .db()
-            .execute(self.stmt(
+    pub async fn record_alert(
+        &self,
+        dedupe_key: &str,
+        source: &str,
+        payload: serde_json::Value,
+        incident_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = self.exec(
                 "INSERT INTO alerts (dedupe_key, incident_id, source, payload, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
                 vec![dedupe_key.into(), incident_id.into(), source.into(), payload.into(), now.into()],
-            ))
-            .await?;
-        Ok(r.rows_affected() == 1)
+            ).await?;
+        Ok(r == 1)
     }
 
     /// Adds or updates a service in the catalogue.
-    pub async fn upsert_service(&self, name: &str, kind: Option<&str>, team: Option<&str>, depends_on: &[String], now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn upsert_service(
+        &self,
+        name: &str,
+        kind: Option<&str>,
+        team: Option<&str>,
+        depends_on: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let deps = serde_json::json!(depends_on);
-        self.db()
-            .execute(self.stmt(
+        self.exec(
                 "INSERT INTO services (name, kind, team, depends_on, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, team = excluded.team, depends_on = excluded.depends_on, updated_at = excluded.updated_at",
                 vec![name.into(), kind.map(str::to_owned).into(), team.map(str::to_owned).into(), deps.into(), now.into()],
-            ))
-            .await?;
+            ).await?;
         Ok(())
     }
 
     /// Service names in the catalogue, sorted.
     pub async fn service_names(&self) -> Result<Vec<String>, StoreError> {
-        let rows = self.db().query_all(self.stmt("SELECT name FROM services ORDER BY name", vec![])).await?;
+        let rows = self
+            .db()
+            .query_all(self.stmt("SELECT name FROM services ORDER BY name", vec![]))
+            .await?;
         rows.iter().map(|r| Ok(r.try_get("", "name")?)).collect()
     }
 
     /// Adds a new knowledge record (version 1) and returns it.
-    pub async fn add_knowledge(&self, draft: &KnowledgeRecord, now: DateTime<Utc>) -> Result<KnowledgeRecord, StoreError> {
+    pub async fn add_knowledge(
+        &self,
+        draft: &KnowledgeRecord,
+        now: DateTime<Utc>,
+    ) -> Result<KnowledgeRecord, StoreError> {
         // A record's id is the row id of its first version, so ids never collide.
         let row = self
             .db()
@@ -195,8 +252,16 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?;
         let id: i64 = row.try_get("", "id")?;
-        self.db().execute(self.stmt("UPDATE knowledge_records SET record_id = ? WHERE id = ?", vec![id.into(), id.into()])).await?;
-        self.knowledge(id).await?.ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotFound(format!("knowledge record {id}"))))
+        self.exec(
+            "UPDATE knowledge_records SET record_id = ? WHERE id = ?",
+            vec![id.into(), id.into()],
+        )
+        .await?;
+        self.knowledge(id).await?.ok_or_else(|| {
+            StoreError::Database(sea_orm::DbErr::RecordNotFound(format!(
+                "knowledge record {id}"
+            )))
+        })
     }
 
     /// The latest version of a record.
@@ -209,7 +274,10 @@ impl Store {
     }
 
     /// Every version of a record, oldest first.
-    pub async fn knowledge_history(&self, record_id: i64) -> Result<Vec<KnowledgeRecord>, StoreError> {
+    pub async fn knowledge_history(
+        &self,
+        record_id: i64,
+    ) -> Result<Vec<KnowledgeRecord>, StoreError> {
         let rows = self
             .db()
             .query_all(self.stmt(&format!("SELECT {RECORD_COLUMNS} FROM knowledge_records WHERE record_id = ? ORDER BY version"), vec![record_id.into()]))
@@ -219,10 +287,18 @@ impl Store {
 
     /// Writes a new version of a record with `statement` and `status` changed (an edit or a
     /// retraction); earlier versions stay. `None` when the record does not exist.
-    pub async fn revise_knowledge(&self, record_id: i64, statement: Option<&str>, status: Option<&str>, author: &str, now: DateTime<Utc>) -> Result<Option<KnowledgeRecord>, StoreError> {
-        let Some(current) = self.knowledge(record_id).await? else { return Ok(None) };
-        self.db()
-            .execute(self.stmt(
+    pub async fn revise_knowledge(
+        &self,
+        record_id: i64,
+        statement: Option<&str>,
+        status: Option<&str>,
+        author: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<KnowledgeRecord>, StoreError> {
+        let Some(current) = self.knowledge(record_id).await? else {
+            return Ok(None);
+        };
+        self.exec(
                 "INSERT INTO knowledge_records (record_id, version, kind, statement, fields, author, incident_id, origin, scope, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     record_id.into(),
@@ -237,27 +313,41 @@ impl Store {
                     status.map_or(current.status, str::to_owned).into(),
                     now.into(),
                 ],
-            ))
-            .await?;
+            ).await?;
         self.knowledge(record_id).await
     }
 
     /// Imports a runbook: the same path, or else the same title, updates it in place.
-    pub async fn upsert_runbook(&self, title: &str, path: &str, services: &[String], alerts: &[String], tags: &[String], body: &str, now: DateTime<Utc>) -> Result<i64, StoreError> {
+    pub async fn upsert_runbook(
+        &self,
+        title: &str,
+        path: &str,
+        services: &[String],
+        alerts: &[String],
+        tags: &[String],
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
         let existing = self
             .db()
             .query_one(self.stmt("SELECT id FROM runbooks WHERE path = ? OR title = ? ORDER BY CASE WHEN path = ? THEN 0 ELSE 1 END LIMIT 1", vec![path.into(), title.into(), path.into()]))
             .await?;
         let values = |extra: Vec<sea_orm::Value>| {
-            let mut v: Vec<sea_orm::Value> = vec![title.into(), path.into(), serde_json::json!(services).into(), serde_json::json!(alerts).into(), serde_json::json!(tags).into(), body.into(), now.into()];
+            let mut v: Vec<sea_orm::Value> = vec![
+                title.into(),
+                path.into(),
+                serde_json::json!(services).into(),
+                serde_json::json!(alerts).into(),
+                serde_json::json!(tags).into(),
+                body.into(),
+                now.into(),
+            ];
             v.extend(extra);
             v
         };
         if let Some(row) = existing {
             let id: i64 = row.try_get("", "id")?;
-            self.db()
-                .execute(self.stmt("UPDATE runbooks SET title = ?, path = ?, services = ?, alerts = ?, tags = ?, body = ?, updated_at = ? WHERE id = ?", values(vec![id.into()])))
-                .await?;
+            self.exec("UPDATE runbooks SET title = ?, path = ?, services = ?, alerts = ?, tags = ?, body = ?, updated_at = ? WHERE id = ?", values(vec![id.into()])).await?;
             return Ok(id);
         }
         let row = self
@@ -314,7 +404,14 @@ pub struct StoredEvidence {
 impl Store {
     /// Stores one finished investigation of `incident_id` with its ranked hypotheses;
     /// returns the investigation id. All or nothing.
-    pub async fn save_investigation(&self, incident_id: i64, verdict: &str, hypotheses: &[StoredHypothesis], started: DateTime<Utc>, finished: DateTime<Utc>) -> Result<i64, StoreError> {
+    pub async fn save_investigation(
+        &self,
+        incident_id: i64,
+        verdict: &str,
+        hypotheses: &[StoredHypothesis],
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
         use sea_orm::TransactionTrait;
         let txn = self.db().begin().await?;
         let row = txn
@@ -388,14 +485,18 @@ impl Store {
 
     /// Records an engineer's decision on the hypothesis at `rank` of an incident's latest
     /// investigation (confirmed or rejected), with who decided and when.
-    pub async fn decide_hypothesis(&self, incident_id: i64, rank: i32, status: &str, by: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let r = self
-            .db()
-            .execute(self.stmt(
+    pub async fn decide_hypothesis(
+        &self,
+        incident_id: i64,
+        rank: i32,
+        status: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = self.exec(
                 "UPDATE hypotheses SET status = ?, decided_by = ?, decided_at = ? WHERE rank = ? AND investigation_id = (SELECT MAX(id) FROM investigations WHERE incident_id = ?)",
                 vec![status.into(), by.into(), now.into(), rank.into(), incident_id.into()],
-            ))
-            .await?;
-        Ok(r.rows_affected() == 1)
+            ).await?;
+        Ok(r == 1)
     }
 }

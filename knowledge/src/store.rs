@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
 
 use crate::migration::Migrator;
@@ -41,7 +41,13 @@ impl fmt::Display for MigrationReport {
         if self.applied.is_empty() {
             write!(f, "database is up to date ({} migrations)", self.total)
         } else {
-            write!(f, "applied {} migrations ({}); {} in total", self.applied.len(), self.applied.join(", "), self.total)
+            write!(
+                f,
+                "applied {} migrations ({}); {} in total",
+                self.applied.len(),
+                self.applied.join(", "),
+                self.total
+            )
         }
     }
 }
@@ -74,7 +80,11 @@ impl Store {
         }
         let db = Database::connect(options).await?;
         if backend == Backend::Sqlite {
-            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON"] {
+            for pragma in [
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA busy_timeout=5000",
+                "PRAGMA foreign_keys=ON",
+            ] {
                 db.execute_unprepared(pragma).await?;
             }
         }
@@ -104,27 +114,31 @@ impl Store {
             .map(|m| m.name().to_owned())
             .collect();
         Migrator::up(&self.db, None).await?;
-        Ok(MigrationReport { applied: pending, total: Migrator::migrations().len() })
+        Ok(MigrationReport {
+            applied: pending,
+            total: Migrator::migrations().len(),
+        })
     }
 
     /// Names of migrations not yet applied.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        Ok(Migrator::get_pending_migrations(&self.db).await?.iter().map(|m| m.name().to_owned()).collect())
+        Ok(Migrator::get_pending_migrations(&self.db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect())
     }
 
     /// Records that the inbound event `key` was processed; `true` the first time only,
     /// also under concurrency and across restarts (the key is unique in the table).
     pub async fn mark_processed(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let backend = self.db.get_database_backend();
-        let sql = match backend {
-            DbBackend::Postgres => "INSERT INTO processed_events (event_key, processed_at) VALUES ($1, $2) ON CONFLICT (event_key) DO NOTHING",
-            _ => "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT (event_key) DO NOTHING",
-        };
-        let result = self
-            .db
-            .execute(Statement::from_sql_and_values(backend, sql, [key.into(), now.into()]))
+        let inserted = self
+            .exec(
+                "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT (event_key) DO NOTHING",
+                vec![key.into(), now.into()],
+            )
             .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(inserted == 1)
     }
 }
 
@@ -133,10 +147,12 @@ impl Store {
     /// horizon, an hour or more); returns how many were removed.
     pub async fn prune_processed(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let r = self
-            .db
-            .execute(self.stmt("DELETE FROM processed_events WHERE processed_at < ?", vec![before.into()]))
+            .exec(
+                "DELETE FROM processed_events WHERE processed_at < ?",
+                vec![before.into()],
+            )
             .await?;
-        Ok(r.rows_affected())
+        Ok(r)
     }
 }
 
@@ -158,7 +174,10 @@ fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(super::redact_url("mysql://u:pw@h/db"), "mysql://u:[redacted]@h/db");
+        assert_eq!(
+            super::redact_url("mysql://u:pw@h/db"),
+            "mysql://u:[redacted]@h/db"
+        );
         assert_eq!(super::redact_url("mysql://h/db"), "mysql://h/db");
     }
 }

@@ -4,7 +4,10 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cairn_knowledge::{backoff, Backend, JobState, KnowledgeRecord, NewIncident, Store, StoredEvidence, StoredHypothesis};
+use cairn_knowledge::{
+    backoff, Backend, JobState, KnowledgeRecord, NewIncident, Store, StoredEvidence,
+    StoredHypothesis,
+};
 use chrono::Duration;
 use chrono::{TimeZone, Utc};
 
@@ -16,7 +19,10 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("cairn.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("cairn.db").display()
+    );
     let store = Store::connect(&url).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     case(store).await;
@@ -41,10 +47,17 @@ where
         COUNTER.fetch_add(1, Ordering::SeqCst),
         Utc::now().timestamp_subsec_nanos()
     );
-    let admin = sea_orm::Database::connect(admin_url.as_str()).await.unwrap();
+    let admin = sea_orm::Database::connect(admin_url.as_str())
+        .await
+        .unwrap();
     use sea_orm::ConnectionTrait;
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
     let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
     case(store).await;
@@ -81,7 +94,10 @@ async fn migrate_fresh_then_idempotent(store: Store) {
     let first = store.migrate().await.unwrap();
     assert_eq!(first.applied.len(), first.total);
     assert_eq!(first.total, 11);
-    assert!(first.to_string().starts_with("applied 11 migrations"), "{first}");
+    assert!(
+        first.to_string().starts_with("applied 11 migrations"),
+        "{first}"
+    );
     assert!(store.pending_migrations().await.unwrap().is_empty());
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());
@@ -98,7 +114,13 @@ async fn processed_event_once(store: Store) {
     // Pruning past the horizon forgets old keys only.
     let later = now + Duration::hours(2);
     assert!(store.mark_processed("Ev3", later).await.unwrap());
-    assert_eq!(store.prune_processed(later - Duration::hours(1)).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .prune_processed(later - Duration::hours(1))
+            .await
+            .unwrap(),
+        2
+    );
     assert!(!store.mark_processed("Ev3", later).await.unwrap());
     assert!(store.mark_processed("Ev1", later).await.unwrap());
 }
@@ -126,7 +148,10 @@ fn t0() -> chrono::DateTime<Utc> {
 async fn job_lease_is_exclusive_under_concurrency(store: Store) {
     store.migrate().await.unwrap();
     for i in 0..20 {
-        store.enqueue_job("investigate", serde_json::json!({ "n": i }), t0(), 3).await.unwrap();
+        store
+            .enqueue_job("investigate", serde_json::json!({ "n": i }), t0(), 3)
+            .await
+            .unwrap();
     }
     assert_eq!(store.count_jobs(JobState::Queued).await.unwrap(), 20);
     let workers: Vec<_> = (0..4)
@@ -134,7 +159,11 @@ async fn job_lease_is_exclusive_under_concurrency(store: Store) {
             let store = store.clone();
             tokio::spawn(async move {
                 let mut got = Vec::new();
-                while let Some(job) = store.lease_job(&format!("w{w}"), t0(), Duration::minutes(5)).await.unwrap() {
+                while let Some(job) = store
+                    .lease_job(&format!("w{w}"), t0(), Duration::minutes(5))
+                    .await
+                    .unwrap()
+                {
                     got.push(job.payload["n"].as_i64().unwrap());
                 }
                 got
@@ -146,35 +175,86 @@ async fn job_lease_is_exclusive_under_concurrency(store: Store) {
         all.extend(w.await.unwrap());
     }
     all.sort();
-    assert_eq!(all, (0..20).collect::<Vec<i64>>(), "every job claimed exactly once");
+    assert_eq!(
+        all,
+        (0..20).collect::<Vec<i64>>(),
+        "every job claimed exactly once"
+    );
     assert_eq!(store.count_jobs(JobState::Running).await.unwrap(), 20);
 }
 
 async fn job_retries_with_backoff_then_dead_letters(store: Store) {
     store.migrate().await.unwrap();
-    let id = store.enqueue_job("investigate", serde_json::json!({}), t0(), 2).await.unwrap();
-    let job = store.lease_job("w", t0(), Duration::minutes(1)).await.unwrap().unwrap();
+    let id = store
+        .enqueue_job("investigate", serde_json::json!({}), t0(), 2)
+        .await
+        .unwrap();
+    let job = store
+        .lease_job("w", t0(), Duration::minutes(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((job.id, job.attempts), (id, 1));
-    assert_eq!(store.fail_job(id, "w", "boom", t0()).await.unwrap(), Some(JobState::Queued));
+    assert_eq!(
+        store.fail_job(id, "w", "boom", t0()).await.unwrap(),
+        Some(JobState::Queued)
+    );
     // Not due before the backoff has passed.
-    assert!(store.lease_job("w", t0(), Duration::minutes(1)).await.unwrap().is_none());
+    assert!(store
+        .lease_job("w", t0(), Duration::minutes(1))
+        .await
+        .unwrap()
+        .is_none());
     let later = t0() + backoff(1);
-    let job = store.lease_job("w", later, Duration::minutes(1)).await.unwrap().unwrap();
+    let job = store
+        .lease_job("w", later, Duration::minutes(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(job.attempts, 2);
-    assert_eq!(store.fail_job(id, "other", "x", later).await.unwrap(), None, "only the holder may fail it");
-    assert_eq!(store.fail_job(id, "w", "boom again", later).await.unwrap(), Some(JobState::Dead));
+    assert_eq!(
+        store.fail_job(id, "other", "x", later).await.unwrap(),
+        None,
+        "only the holder may fail it"
+    );
+    assert_eq!(
+        store.fail_job(id, "w", "boom again", later).await.unwrap(),
+        Some(JobState::Dead)
+    );
     assert_eq!(store.count_jobs(JobState::Dead).await.unwrap(), 1);
-    assert!(store.lease_job("w", later + Duration::hours(1), Duration::minutes(1)).await.unwrap().is_none());
+    assert!(store
+        .lease_job("w", later + Duration::hours(1), Duration::minutes(1))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn expired_lease_is_reclaimed(store: Store) {
     store.migrate().await.unwrap();
-    let id = store.enqueue_job("investigate", serde_json::json!({}), t0(), 3).await.unwrap();
-    store.lease_job("crashed", t0(), Duration::minutes(1)).await.unwrap().unwrap();
-    assert!(store.lease_job("w2", t0() + Duration::seconds(30), Duration::minutes(1)).await.unwrap().is_none());
-    let job = store.lease_job("w2", t0() + Duration::minutes(2), Duration::minutes(1)).await.unwrap().unwrap();
+    let id = store
+        .enqueue_job("investigate", serde_json::json!({}), t0(), 3)
+        .await
+        .unwrap();
+    store
+        .lease_job("crashed", t0(), Duration::minutes(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store
+        .lease_job("w2", t0() + Duration::seconds(30), Duration::minutes(1))
+        .await
+        .unwrap()
+        .is_none());
+    let job = store
+        .lease_job("w2", t0() + Duration::minutes(2), Duration::minutes(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((job.id, job.attempts), (id, 2));
-    assert!(!store.complete_job(id, "crashed").await.unwrap(), "the dead worker lost its lease");
+    assert!(
+        !store.complete_job(id, "crashed").await.unwrap(),
+        "the dead worker lost its lease"
+    );
     assert!(store.complete_job(id, "w2").await.unwrap());
     assert_eq!(store.count_jobs(JobState::Done).await.unwrap(), 1);
 }
@@ -182,52 +262,144 @@ async fn expired_lease_is_reclaimed(store: Store) {
 async fn outbox_is_idempotent_and_never_resends(store: Store) {
     store.migrate().await.unwrap();
     let payload = serde_json::json!({ "text": "hello" });
-    assert!(store.enqueue_outbox("inc-1:status", "C1", payload.clone(), t0()).await.unwrap());
-    assert!(!store.enqueue_outbox("inc-1:status", "C1", payload.clone(), t0()).await.unwrap());
+    assert!(store
+        .enqueue_outbox("inc-1:status", "C1", payload.clone(), t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .enqueue_outbox("inc-1:status", "C1", payload.clone(), t0())
+        .await
+        .unwrap());
     let due = store.due_outbox(t0(), 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].payload, payload);
-    store.mark_outbox_failed(due[0].id, "429", t0() + Duration::seconds(30)).await.unwrap();
-    assert!(store.due_outbox(t0(), 10).await.unwrap().is_empty(), "honours the retry time");
-    let due = store.due_outbox(t0() + Duration::seconds(30), 10).await.unwrap();
+    store
+        .mark_outbox_failed(due[0].id, "429", t0() + Duration::seconds(30))
+        .await
+        .unwrap();
+    assert!(
+        store.due_outbox(t0(), 10).await.unwrap().is_empty(),
+        "honours the retry time"
+    );
+    let due = store
+        .due_outbox(t0() + Duration::seconds(30), 10)
+        .await
+        .unwrap();
     assert_eq!(due[0].attempts, 1);
-    assert!(store.mark_outbox_sent(due[0].id, "1700000000.000100").await.unwrap());
+    assert!(store
+        .mark_outbox_sent(due[0].id, "1700000000.000100")
+        .await
+        .unwrap());
     assert!(!store.mark_outbox_sent(due[0].id, "again").await.unwrap());
-    assert!(store.due_outbox(t0() + Duration::days(1), 10).await.unwrap().is_empty());
-    assert!(!store.enqueue_outbox("inc-1:status", "C1", payload, t0()).await.unwrap(), "sent stays sent");
+    assert!(store
+        .due_outbox(t0() + Duration::days(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        !store
+            .enqueue_outbox("inc-1:status", "C1", payload, t0())
+            .await
+            .unwrap(),
+        "sent stays sent"
+    );
 }
 
 async fn incidents_one_open_per_group_key(store: Store) {
     store.migrate().await.unwrap();
-    let new = NewIncident { title: "HighErrorRate".into(), source: "alertmanager".into(), source_ref: "{}:{alertname=\"X\"}".into(), channel: None };
-    assert!(store.open_incident_by_ref("alertmanager", &new.source_ref).await.unwrap().is_none());
+    let new = NewIncident {
+        title: "HighErrorRate".into(),
+        source: "alertmanager".into(),
+        source_ref: "{}:{alertname=\"X\"}".into(),
+        channel: None,
+    };
+    assert!(store
+        .open_incident_by_ref("alertmanager", &new.source_ref)
+        .await
+        .unwrap()
+        .is_none());
     let a = store.create_incident(&new, t0()).await.unwrap();
     assert_eq!((a.status.as_str(), a.created_at), ("open", t0()));
-    assert_eq!(store.open_incident_by_ref("alertmanager", &new.source_ref).await.unwrap(), Some(a.clone()));
-    assert!(store.set_incident_thread(a.id, "C1", "1700.1").await.unwrap());
-    assert!(store.set_incident_status(a.id, "resolved", t0()).await.unwrap());
-    assert!(store.open_incident_by_ref("alertmanager", &new.source_ref).await.unwrap().is_none(), "resolved closes it");
-    let b = store.create_incident(&new, t0() + Duration::hours(1)).await.unwrap();
-    let listed: Vec<i64> = store.list_incidents(10).await.unwrap().iter().map(|i| i.id).collect();
+    assert_eq!(
+        store
+            .open_incident_by_ref("alertmanager", &new.source_ref)
+            .await
+            .unwrap(),
+        Some(a.clone())
+    );
+    assert!(store
+        .set_incident_thread(a.id, "C1", "1700.1")
+        .await
+        .unwrap());
+    assert!(store
+        .set_incident_status(a.id, "resolved", t0())
+        .await
+        .unwrap());
+    assert!(
+        store
+            .open_incident_by_ref("alertmanager", &new.source_ref)
+            .await
+            .unwrap()
+            .is_none(),
+        "resolved closes it"
+    );
+    let b = store
+        .create_incident(&new, t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    let listed: Vec<i64> = store
+        .list_incidents(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
     assert_eq!(listed, vec![b.id, a.id], "newest first");
     let a = store.incident(a.id).await.unwrap().unwrap();
-    assert_eq!((a.channel.as_deref(), a.thread_ts.as_deref()), (Some("C1"), Some("1700.1")));
+    assert_eq!(
+        (a.channel.as_deref(), a.thread_ts.as_deref()),
+        (Some("C1"), Some("1700.1"))
+    );
     assert!(store.incident(9999).await.unwrap().is_none());
 }
 
 async fn alerts_dedupe(store: Store) {
     store.migrate().await.unwrap();
     let payload = serde_json::json!({"status": "firing"});
-    assert!(store.record_alert("pd:Q1:ev1", "pagerduty", payload.clone(), None, t0()).await.unwrap());
-    assert!(!store.record_alert("pd:Q1:ev1", "pagerduty", payload, None, t0()).await.unwrap());
+    assert!(store
+        .record_alert("pd:Q1:ev1", "pagerduty", payload.clone(), None, t0())
+        .await
+        .unwrap());
+    assert!(!store
+        .record_alert("pd:Q1:ev1", "pagerduty", payload, None, t0())
+        .await
+        .unwrap());
 }
 
 async fn service_catalogue_upserts(store: Store) {
     store.migrate().await.unwrap();
-    store.upsert_service("checkout", Some("service"), None, &["payments".into()], t0()).await.unwrap();
-    store.upsert_service("checkout", Some("service"), Some("team-a"), &[], t0()).await.unwrap();
-    store.upsert_service("payments", None, None, &[], t0()).await.unwrap();
-    assert_eq!(store.service_names().await.unwrap(), vec!["checkout", "payments"]);
+    store
+        .upsert_service(
+            "checkout",
+            Some("service"),
+            None,
+            &["payments".into()],
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .upsert_service("checkout", Some("service"), Some("team-a"), &[], t0())
+        .await
+        .unwrap();
+    store
+        .upsert_service("payments", None, None, &[], t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.service_names().await.unwrap(),
+        vec!["checkout", "payments"]
+    );
 }
 
 async fn knowledge_edits_add_versions_and_retraction_keeps_rows(store: Store) {
@@ -249,36 +421,111 @@ async fn knowledge_edits_add_versions_and_retraction_keeps_rows(store: Store) {
     let second = store.add_knowledge(&draft, t0()).await.unwrap();
     assert_ne!(first.record_id, second.record_id);
     assert_eq!((first.version, first.status.as_str()), (1, "active"));
-    let edited = store.revise_knowledge(first.record_id, Some("cart-cache evictions"), None, "U2BBB", t0()).await.unwrap().unwrap();
-    assert_eq!((edited.version, edited.statement.as_str()), (2, "cart-cache evictions"));
-    let retracted = store.revise_knowledge(first.record_id, None, Some("retracted"), "U1AAA", t0()).await.unwrap().unwrap();
-    assert_eq!((retracted.version, retracted.status.as_str(), retracted.statement.as_str()), (3, "retracted", "cart-cache evictions"));
+    let edited = store
+        .revise_knowledge(
+            first.record_id,
+            Some("cart-cache evictions"),
+            None,
+            "U2BBB",
+            t0(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (edited.version, edited.statement.as_str()),
+        (2, "cart-cache evictions")
+    );
+    let retracted = store
+        .revise_knowledge(first.record_id, None, Some("retracted"), "U1AAA", t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            retracted.version,
+            retracted.status.as_str(),
+            retracted.statement.as_str()
+        ),
+        (3, "retracted", "cart-cache evictions")
+    );
     let history = store.knowledge_history(first.record_id).await.unwrap();
-    assert_eq!(history.iter().map(|r| r.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        history.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     assert_eq!(history[0].statement, draft.statement, "history is kept");
     assert_eq!(history[0].fields, draft.fields);
-    assert!(store.revise_knowledge(424242, None, Some("retracted"), "U1", t0()).await.unwrap().is_none());
+    assert!(store
+        .revise_knowledge(424242, None, Some("retracted"), "U1", t0())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn runbook_reimport_updates_without_duplicates(store: Store) {
     store.migrate().await.unwrap();
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let a = store.upsert_runbook("Checkout 5xx", "runbooks/checkout.md", &s(&["checkout"]), &s(&["HighErrorRate"]), &s(&["web"]), "v1", t0()).await.unwrap();
-    let same_path = store.upsert_runbook("Checkout errors", "runbooks/checkout.md", &s(&["checkout"]), &[], &[], "v2", t0()).await.unwrap();
-    let same_title = store.upsert_runbook("Checkout errors", "runbooks/moved.md", &s(&["checkout"]), &[], &[], "v3", t0()).await.unwrap();
+    let a = store
+        .upsert_runbook(
+            "Checkout 5xx",
+            "runbooks/checkout.md",
+            &s(&["checkout"]),
+            &s(&["HighErrorRate"]),
+            &s(&["web"]),
+            "v1",
+            t0(),
+        )
+        .await
+        .unwrap();
+    let same_path = store
+        .upsert_runbook(
+            "Checkout errors",
+            "runbooks/checkout.md",
+            &s(&["checkout"]),
+            &[],
+            &[],
+            "v2",
+            t0(),
+        )
+        .await
+        .unwrap();
+    let same_title = store
+        .upsert_runbook(
+            "Checkout errors",
+            "runbooks/moved.md",
+            &s(&["checkout"]),
+            &[],
+            &[],
+            "v3",
+            t0(),
+        )
+        .await
+        .unwrap();
     assert_eq!((a, same_path, same_title), (a, a, a));
-    let other = store.upsert_runbook("DB failover", "runbooks/db.md", &[], &[], &[], "x", t0()).await.unwrap();
+    let other = store
+        .upsert_runbook("DB failover", "runbooks/db.md", &[], &[], &[], "x", t0())
+        .await
+        .unwrap();
     assert_ne!(other, a);
     let all = store.runbooks().await.unwrap();
     assert_eq!(all.len(), 2);
     let checkout = all.iter().find(|r| r.id == a).unwrap();
-    assert_eq!((checkout.path.as_str(), checkout.body.as_str()), ("runbooks/moved.md", "v3"));
+    assert_eq!(
+        (checkout.path.as_str(), checkout.body.as_str()),
+        ("runbooks/moved.md", "v3")
+    );
     assert_eq!(checkout.services, vec!["checkout"]);
 }
 
 async fn investigation_round_trip_latest_wins(store: Store) {
     store.migrate().await.unwrap();
-    let new = NewIncident { title: "t".into(), source: "slack".into(), source_ref: "Ev1".into(), channel: Some("C1".into()) };
+    let new = NewIncident {
+        title: "t".into(),
+        source: "slack".into(),
+        source_ref: "Ev1".into(),
+        channel: Some("C1".into()),
+    };
     let incident = store.create_incident(&new, t0()).await.unwrap();
     let hyp = |rank: i32, service: &str| StoredHypothesis {
         rank,
@@ -286,13 +533,51 @@ async fn investigation_round_trip_latest_wins(store: Store) {
         kind: Some("bad_deploy".into()),
         confidence: 0.8 / f64::from(rank),
         status: "open".into(),
-        evidence: vec![StoredEvidence { kind: "metrics".into(), text: format!("{service} errors 12%"), source: Some("bundle".into()), link: None, incident_ref: None, record_ref: None }],
+        evidence: vec![StoredEvidence {
+            kind: "metrics".into(),
+            text: format!("{service} errors 12%"),
+            source: Some("bundle".into()),
+            link: None,
+            incident_ref: None,
+            record_ref: None,
+        }],
     };
-    store.save_investigation(incident.id, "root_cause_found", &[hyp(1, "old")], t0(), t0()).await.unwrap();
-    store.save_investigation(incident.id, "root_cause_found", &[hyp(2, "payments"), hyp(1, "checkout")], t0(), t0()).await.unwrap();
+    store
+        .save_investigation(
+            incident.id,
+            "root_cause_found",
+            &[hyp(1, "old")],
+            t0(),
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .save_investigation(
+            incident.id,
+            "root_cause_found",
+            &[hyp(2, "payments"), hyp(1, "checkout")],
+            t0(),
+            t0(),
+        )
+        .await
+        .unwrap();
     let got = store.hypotheses(incident.id).await.unwrap();
-    assert_eq!(got, vec![hyp(1, "checkout"), hyp(2, "payments")], "latest investigation, by rank");
-    assert!(store.decide_hypothesis(incident.id, 1, "confirmed", "U1AAA", t0()).await.unwrap());
-    assert_eq!(store.hypotheses(incident.id).await.unwrap()[0].status, "confirmed");
-    assert!(!store.decide_hypothesis(incident.id, 9, "rejected", "U1AAA", t0()).await.unwrap());
+    assert_eq!(
+        got,
+        vec![hyp(1, "checkout"), hyp(2, "payments")],
+        "latest investigation, by rank"
+    );
+    assert!(store
+        .decide_hypothesis(incident.id, 1, "confirmed", "U1AAA", t0())
+        .await
+        .unwrap());
+    assert_eq!(
+        store.hypotheses(incident.id).await.unwrap()[0].status,
+        "confirmed"
+    );
+    assert!(!store
+        .decide_hypothesis(incident.id, 9, "rejected", "U1AAA", t0())
+        .await
+        .unwrap());
 }

@@ -14,12 +14,16 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("services"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
+                    .col(super::id_column())
                     .col(ColumnDef::new(Alias::new("name")).string().not_null())
                     .col(ColumnDef::new(Alias::new("kind")).string().null())
                     .col(ColumnDef::new(Alias::new("team")).string().null())
                     .col(ColumnDef::new(Alias::new("depends_on")).json().not_null())
-                    .col(ColumnDef::new(Alias::new("updated_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("updated_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -28,7 +32,8 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ux_services_name")
                     .table(Alias::new("services"))
-                    .col(Alias::new("name")).unique()
+                    .col(Alias::new("name"))
+                    .unique()
                     .if_not_exists()
                     .to_owned(),
             )
@@ -37,6 +42,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("services")).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Alias::new("services")).to_owned())
+            .await
     }
 }

@@ -14,15 +14,23 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("incidents"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
+                    .col(super::id_column())
                     .col(ColumnDef::new(Alias::new("title")).text().not_null())
                     .col(ColumnDef::new(Alias::new("source")).string().not_null())
                     .col(ColumnDef::new(Alias::new("source_ref")).string().not_null())
                     .col(ColumnDef::new(Alias::new("channel")).string().null())
                     .col(ColumnDef::new(Alias::new("thread_ts")).string().null())
                     .col(ColumnDef::new(Alias::new("status")).string().not_null())
-                    .col(ColumnDef::new(Alias::new("created_at")).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Alias::new("updated_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("created_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Alias::new("updated_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -31,7 +39,8 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ix_incidents_source_ref")
                     .table(Alias::new("incidents"))
-                    .col(Alias::new("source")).col(Alias::new("source_ref"))
+                    .col(Alias::new("source"))
+                    .col(Alias::new("source_ref"))
                     .if_not_exists()
                     .to_owned(),
             )
@@ -40,6 +49,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("incidents")).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Alias::new("incidents")).to_owned())
+            .await
     }
 }

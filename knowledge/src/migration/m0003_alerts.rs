@@ -14,12 +14,20 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("alerts"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
+                    .col(super::id_column())
                     .col(ColumnDef::new(Alias::new("dedupe_key")).string().not_null())
-                    .col(ColumnDef::new(Alias::new("incident_id")).big_integer().null())
+                    .col(
+                        ColumnDef::new(Alias::new("incident_id"))
+                            .big_integer()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Alias::new("source")).string().not_null())
                     .col(ColumnDef::new(Alias::new("payload")).json().not_null())
-                    .col(ColumnDef::new(Alias::new("received_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("received_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -28,7 +36,8 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ux_alerts_dedupe_key")
                     .table(Alias::new("alerts"))
-                    .col(Alias::new("dedupe_key")).unique()
+                    .col(Alias::new("dedupe_key"))
+                    .unique()
                     .if_not_exists()
                     .to_owned(),
             )
@@ -37,6 +46,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("alerts")).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Alias::new("alerts")).to_owned())
+            .await
     }
 }

@@ -14,12 +14,24 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("investigations"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
-                    .col(ColumnDef::new(Alias::new("incident_id")).big_integer().not_null())
+                    .col(super::id_column())
+                    .col(
+                        ColumnDef::new(Alias::new("incident_id"))
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Alias::new("status")).string().not_null())
                     .col(ColumnDef::new(Alias::new("verdict")).string().null())
-                    .col(ColumnDef::new(Alias::new("started_at")).timestamp_with_time_zone().not_null())
-                    .col(ColumnDef::new(Alias::new("finished_at")).timestamp_with_time_zone().null())
+                    .col(
+                        ColumnDef::new(Alias::new("started_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Alias::new("finished_at"))
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -37,6 +49,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("investigations")).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Alias::new("investigations")).to_owned())
+            .await
     }
 }

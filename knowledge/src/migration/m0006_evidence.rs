@@ -14,14 +14,26 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("evidence"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
-                    .col(ColumnDef::new(Alias::new("hypothesis_id")).big_integer().not_null())
+                    .col(super::id_column())
+                    .col(
+                        ColumnDef::new(Alias::new("hypothesis_id"))
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Alias::new("kind")).string().not_null())
                     .col(ColumnDef::new(Alias::new("text")).text().not_null())
                     .col(ColumnDef::new(Alias::new("source")).string().null())
                     .col(ColumnDef::new(Alias::new("link")).text().null())
-                    .col(ColumnDef::new(Alias::new("incident_ref")).big_integer().null())
-                    .col(ColumnDef::new(Alias::new("record_ref")).big_integer().null())
+                    .col(
+                        ColumnDef::new(Alias::new("incident_ref"))
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Alias::new("record_ref"))
+                            .big_integer()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -39,6 +51,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("evidence")).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Alias::new("evidence")).to_owned())
+            .await
     }
 }

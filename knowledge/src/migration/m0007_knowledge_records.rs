@@ -14,8 +14,12 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("knowledge_records"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
-                    .col(ColumnDef::new(Alias::new("record_id")).big_integer().not_null())
+                    .col(super::id_column())
+                    .col(
+                        ColumnDef::new(Alias::new("record_id"))
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Alias::new("version")).integer().not_null())
                     .col(ColumnDef::new(Alias::new("kind")).string().not_null())
                     .col(ColumnDef::new(Alias::new("statement")).text().not_null())
@@ -23,12 +27,24 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Alias::new("author")).string().not_null())
                     .col(ColumnDef::new(Alias::new("channel")).string().null())
                     .col(ColumnDef::new(Alias::new("thread_ts")).string().null())
-                    .col(ColumnDef::new(Alias::new("incident_id")).big_integer().null())
+                    .col(
+                        ColumnDef::new(Alias::new("incident_id"))
+                            .big_integer()
+                            .null(),
+                    )
                     .col(ColumnDef::new(Alias::new("origin")).string().not_null())
                     .col(ColumnDef::new(Alias::new("scope")).string().not_null())
                     .col(ColumnDef::new(Alias::new("status")).string().not_null())
-                    .col(ColumnDef::new(Alias::new("review_at")).timestamp_with_time_zone().null())
-                    .col(ColumnDef::new(Alias::new("created_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("review_at"))
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Alias::new("created_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -37,7 +53,9 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ux_knowledge_records_version")
                     .table(Alias::new("knowledge_records"))
-                    .col(Alias::new("record_id")).col(Alias::new("version")).unique()
+                    .col(Alias::new("record_id"))
+                    .col(Alias::new("version"))
+                    .unique()
                     .if_not_exists()
                     .to_owned(),
             )
@@ -46,6 +64,12 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("knowledge_records")).to_owned()).await
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("knowledge_records"))
+                    .to_owned(),
+            )
+            .await
     }
 }

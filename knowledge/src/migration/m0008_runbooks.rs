@@ -14,14 +14,18 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("runbooks"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
+                    .col(super::id_column())
                     .col(ColumnDef::new(Alias::new("title")).text().not_null())
                     .col(ColumnDef::new(Alias::new("path")).text().not_null())
                     .col(ColumnDef::new(Alias::new("services")).json().not_null())
                     .col(ColumnDef::new(Alias::new("alerts")).json().not_null())
                     .col(ColumnDef::new(Alias::new("tags")).json().not_null())
                     .col(ColumnDef::new(Alias::new("body")).text().not_null())
-                    .col(ColumnDef::new(Alias::new("updated_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("updated_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -30,7 +34,8 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ux_runbooks_path")
                     .table(Alias::new("runbooks"))
-                    .col(Alias::new("path")).unique()
+                    .col(Alias::new("path"))
+                    .unique()
                     .if_not_exists()
                     .to_owned(),
             )
@@ -39,6 +44,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("runbooks")).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Alias::new("runbooks")).to_owned())
+            .await
     }
 }

@@ -14,9 +14,13 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("processed_events"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
+                    .col(super::id_column())
                     .col(ColumnDef::new(Alias::new("event_key")).string().not_null())
-                    .col(ColumnDef::new(Alias::new("processed_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("processed_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -25,7 +29,8 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ux_processed_events_key")
                     .table(Alias::new("processed_events"))
-                    .col(Alias::new("event_key")).unique()
+                    .col(Alias::new("event_key"))
+                    .unique()
                     .if_not_exists()
                     .to_owned(),
             )
@@ -34,6 +39,12 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("processed_events")).to_owned()).await
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("processed_events"))
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -14,16 +14,28 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Alias::new("outbox"))
                     .if_not_exists()
-                    .col(ColumnDef::new(Alias::new("id")).big_integer().not_null().auto_increment().primary_key())
-                    .col(ColumnDef::new(Alias::new("idempotency_key")).string().not_null())
+                    .col(super::id_column())
+                    .col(
+                        ColumnDef::new(Alias::new("idempotency_key"))
+                            .string()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Alias::new("channel")).string().not_null())
                     .col(ColumnDef::new(Alias::new("payload")).json().not_null())
                     .col(ColumnDef::new(Alias::new("state")).string().not_null())
                     .col(ColumnDef::new(Alias::new("attempts")).integer().not_null())
-                    .col(ColumnDef::new(Alias::new("next_attempt_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("next_attempt_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Alias::new("sent_ts")).string().null())
                     .col(ColumnDef::new(Alias::new("last_error")).text().null())
-                    .col(ColumnDef::new(Alias::new("created_at")).timestamp_with_time_zone().not_null())
+                    .col(
+                        ColumnDef::new(Alias::new("created_at"))
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -32,7 +44,8 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ux_outbox_key")
                     .table(Alias::new("outbox"))
-                    .col(Alias::new("idempotency_key")).unique()
+                    .col(Alias::new("idempotency_key"))
+                    .unique()
                     .if_not_exists()
                     .to_owned(),
             )
@@ -42,7 +55,8 @@ impl MigrationTrait for Migration {
                 Index::create()
                     .name("ix_outbox_state")
                     .table(Alias::new("outbox"))
-                    .col(Alias::new("state")).col(Alias::new("next_attempt_at"))
+                    .col(Alias::new("state"))
+                    .col(Alias::new("next_attempt_at"))
                     .if_not_exists()
                     .to_owned(),
             )
@@ -51,6 +65,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Alias::new("outbox")).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Alias::new("outbox")).to_owned())
+            .await
     }
 }

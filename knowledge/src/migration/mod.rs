@@ -14,6 +14,16 @@ mod m0009_processed_events;
 mod m0010_jobs;
 mod m0011_outbox;
 
+/// The surrogate key every table starts with: a 64-bit auto-incrementing `id`.
+fn id_column() -> ColumnDef {
+    ColumnDef::new(Alias::new("id"))
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .to_owned()
+}
+
 /// Every migration in order.
 pub struct Migrator;
 
