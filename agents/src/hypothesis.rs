@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::Evidence;
+pub use cairn_connectors::FaultKind;
 
 /// A confidence in `[0, 1]`; constructed only through [`Confidence::new`], which clamps.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -26,58 +27,6 @@ impl Confidence {
 impl fmt::Display for Confidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.0}%", self.0 * 100.0)
-    }
-}
-
-/// The fault catalogue of the scenario format: what can be wrong with a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    BadDeploy,
-    ConfigChange,
-    MemoryLeak,
-    CpuSaturation,
-    DbPoolExhaustion,
-    SlowQuery,
-    DependencyLatency,
-    NetworkLoss,
-    DnsFailure,
-    CertExpired,
-    DiskFull,
-    NodeFailure,
-    TrafficSpike,
-    CacheFailure,
-    RateLimited,
-    QueueBacklog,
-}
-
-impl FaultKind {
-    /// The catalogue name (`bad_deploy`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadDeploy => "bad_deploy",
-            Self::ConfigChange => "config_change",
-            Self::MemoryLeak => "memory_leak",
-            Self::CpuSaturation => "cpu_saturation",
-            Self::DbPoolExhaustion => "db_pool_exhaustion",
-            Self::SlowQuery => "slow_query",
-            Self::DependencyLatency => "dependency_latency",
-            Self::NetworkLoss => "network_loss",
-            Self::DnsFailure => "dns_failure",
-            Self::CertExpired => "cert_expired",
-            Self::DiskFull => "disk_full",
-            Self::NodeFailure => "node_failure",
-            Self::TrafficSpike => "traffic_spike",
-            Self::CacheFailure => "cache_failure",
-            Self::RateLimited => "rate_limited",
-            Self::QueueBacklog => "queue_backlog",
-        }
-    }
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

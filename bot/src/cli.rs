@@ -26,16 +26,34 @@ pub struct Cli {
 pub enum Command {
     /// Apply database migrations to CAIRN_DATABASE_URL.
     Migrate,
-    /// Investigate every telemetry bundle under a directory and score the rankings.
+    /// Investigate every telemetry bundle (or simulated scenario) under a directory and
+    /// score the rankings.
     Eval(EvalArgs),
+    /// Write the telemetry bundle a scenario file produces.
+    Simulate(SimulateArgs),
+}
+
+/// Arguments of `cairn simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Scenario file (scenario format v1).
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+    /// Directory to write the bundle into (created if missing; must be empty if it exists).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `cairn eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Directory holding telemetry bundles (searched recursively).
+    #[arg(long, value_name = "DIR", required_unless_present = "scenarios", conflicts_with = "scenarios")]
+    pub bundles: Option<PathBuf>,
+    /// Directory holding scenario files (searched recursively); each is simulated in
+    /// memory, investigated and scored against its `expect`.
     #[arg(long, value_name = "DIR")]
-    pub bundles: PathBuf,
+    pub scenarios: Option<PathBuf>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -87,6 +105,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Migrate => migrate(&config).await,
         Command::Eval(args) => eval::run(&config, &args).await,
+        Command::Simulate(args) => crate::simulate::run(&args),
     }
 }
 

@@ -7,4 +7,5 @@
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod simulate;
 pub mod sources;

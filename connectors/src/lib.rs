@@ -9,12 +9,14 @@
 //! incident is not data; only the scorer in `cairn-bot` reads it.
 
 pub mod bundle;
+pub mod fault;
 pub mod model;
 pub mod set;
 pub mod source;
 pub mod time;
 
-pub use bundle::{Bundle, BundleCounts, BundleError, BundleMeta};
+pub use bundle::{Bundle, BundleCounts, BundleError, BundleFiles, BundleMeta};
+pub use fault::FaultKind;
 pub use model::*;
 pub use set::{SourceFailure, SourceSet};
 pub use source::{DataSource, SourceError};

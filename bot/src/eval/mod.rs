@@ -16,7 +16,8 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use cairn_agents::{investigate, Finding, Incident, Verdict};
-use cairn_connectors::{DataSource, SourceSet, TimeWindow};
+use cairn_connectors::{Bundle, DataSource, SourceSet, TimeWindow};
+use cairn_simulator::Scenario;
 
 use crate::cli::{CliError, EvalArgs};
 use crate::config::Config;
@@ -58,22 +59,70 @@ pub struct Report {
     pub groups: BTreeMap<String, Summary>,
 }
 
+/// One case to evaluate: a bundle directory, or a scenario file simulated in memory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Case {
+    Bundle(PathBuf),
+    Scenario(PathBuf),
+}
+
+impl Case {
+    fn path(&self) -> &Path {
+        match self {
+            Case::Bundle(p) | Case::Scenario(p) => p,
+        }
+    }
+
+    /// The case's name: the bundle's directory name or the scenario file's stem.
+    fn name(&self) -> String {
+        let path = self.path();
+        let name = match self {
+            Case::Bundle(_) => path.file_name(),
+            Case::Scenario(_) => path.file_stem(),
+        };
+        name.map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    }
+}
+
 /// Runs `cairn eval`.
 pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
-    let root = &args.bundles;
-    if !root.is_dir() {
-        return Err(CliError::Usage(format!(
-            "--bundles {} is not a directory; pass the directory that holds the bundles.",
-            root.display()
-        )));
-    }
-    let bundles = discover(root);
-    if bundles.is_empty() {
-        return Err(CliError::Usage(format!(
-            "no bundles under {} (a bundle is a directory with a bundle.yaml).",
-            root.display()
-        )));
-    }
+    let (root, cases) = match (&args.bundles, &args.scenarios) {
+        (Some(root), None) => {
+            if !root.is_dir() {
+                return Err(CliError::Usage(format!(
+                    "--bundles {} is not a directory; pass the directory that holds the bundles.",
+                    root.display()
+                )));
+            }
+            let found: Vec<Case> = discover(root).into_iter().map(Case::Bundle).collect();
+            if found.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "no bundles under {} (a bundle is a directory with a bundle.yaml).",
+                    root.display()
+                )));
+            }
+            (root, found)
+        }
+        (None, Some(root)) => {
+            if !root.is_dir() {
+                return Err(CliError::Usage(format!(
+                    "--scenarios {} is not a directory; pass the directory that holds the scenario files.",
+                    root.display()
+                )));
+            }
+            let found: Vec<Case> = discover_scenarios(root).into_iter().map(Case::Scenario).collect();
+            if found.is_empty() {
+                return Err(CliError::Usage(format!("no scenario files (*.yaml, *.yml) under {}.", root.display())));
+            }
+            (root, found)
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "pass exactly one of --bundles DIR or --scenarios DIR.".to_owned(),
+            ))
+        }
+    };
+    let bundles = cases;
     let extra = crate::sources::build(config).await?;
     let jobs = args
         .jobs
@@ -101,6 +150,25 @@ pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
     }
 }
 
+/// Every scenario file (`*.yaml`, `*.yml`) under `root`, sorted by path.
+pub fn discover_scenarios(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Every bundle directory under `root` (or `root` itself), sorted by path.
 pub fn discover(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
@@ -126,7 +194,7 @@ fn is_bundle(dir: &Path) -> bool {
 }
 
 /// Investigates and scores every bundle, `jobs` at a time.
-pub async fn evaluate(root: &Path, bundles: &[PathBuf], extra: &[Arc<dyn DataSource>], jobs: usize) -> Report {
+pub async fn evaluate(root: &Path, bundles: &[Case], extra: &[Arc<dyn DataSource>], jobs: usize) -> Report {
     let progress = progress_bar(bundles.len() as u64);
     let mut cases: Vec<CaseResult> = stream::iter(bundles.iter().cloned())
         .map(|dir| {
@@ -160,8 +228,9 @@ pub async fn evaluate(root: &Path, bundles: &[PathBuf], extra: &[Arc<dyn DataSou
     Report { cases, summary, groups }
 }
 
-async fn evaluate_case(root: &Path, dir: PathBuf, extra: &[Arc<dyn DataSource>]) -> CaseResult {
-    let case = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>]) -> CaseResult {
+    let case = case_def.name();
+    let dir = case_def.path().to_owned();
     let group = dir
         .parent()
         .and_then(|p| p.strip_prefix(root).ok())
@@ -169,10 +238,22 @@ async fn evaluate_case(root: &Path, dir: PathBuf, extra: &[Arc<dyn DataSource>])
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| ".".into());
     let started = Instant::now();
-    let outcome = investigate_bundle(&dir, extra).await;
+    let (outcome, expected) = match &case_def {
+        Case::Bundle(dir) => {
+            let outcome = investigate_bundle(dir, extra).await;
+            // The investigation is over; only now is the answer read.
+            (outcome, score::read_expected(dir))
+        }
+        Case::Scenario(path) => match simulate_scenario(path.clone()).await {
+            Ok((bundle, expect_text)) => {
+                let outcome = investigate_opened(bundle, extra).await;
+                let shown = format!("{} (expect)", path.display());
+                (outcome, expect_text.map(|t| score::parse_expected(&t, &shown)).transpose())
+            }
+            Err(e) => (Err(e), Ok(None)),
+        },
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    // The investigation is over; only now is the answer read.
-    let expected = score::read_expected(&dir);
     let mut result = CaseResult { case, group, ranking: Vec::new(), elapsed_ms, verdict: None, expected: None, hit: None, error: None };
     match outcome {
         Ok(finding) => {
@@ -202,9 +283,32 @@ async fn evaluate_case(root: &Path, dir: PathBuf, extra: &[Arc<dyn DataSource>])
     result
 }
 
+/// Simulates a scenario in memory; returns its bundle and the text of its `expect.yaml`,
+/// which stays with the scorer.
+async fn simulate_scenario(path: PathBuf) -> Result<(Bundle, Option<String>), CliError> {
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let scenario = Scenario::load(&path).map_err(|e| CliError::Failed(e.to_string()))?;
+        let simulation = cairn_simulator::simulate(&scenario).map_err(|e| CliError::Failed(format!("{shown}: {e}")))?;
+        let expect = simulation
+            .files
+            .get(score::EXPECT_FILE)
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        let bundle = Bundle::from_files(&simulation.files).map_err(|e| CliError::Failed(format!("{shown}: simulated bundle: {e}")))?;
+        Ok((bundle, expect))
+    })
+    .await
+    .map_err(|e| CliError::Failed(format!("simulating {} stopped: {e}", "scenario")))?
+}
+
 /// Opens the bundle, combines it with the extra sources and investigates its page.
 async fn investigate_bundle(dir: &Path, extra: &[Arc<dyn DataSource>]) -> Result<Finding, CliError> {
     let bundle = crate::sources::open_bundle(dir.to_owned()).await?;
+    investigate_opened(bundle, extra).await
+}
+
+/// Investigates the page of an opened bundle, with the extra sources alongside.
+async fn investigate_opened(bundle: Bundle, extra: &[Arc<dyn DataSource>]) -> Result<Finding, CliError> {
     let window = bundle.meta().window;
     let incident = match bundle.alert() {
         Some(alert) => Incident::from_alert(alert, window),

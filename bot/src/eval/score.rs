@@ -40,15 +40,20 @@ pub fn read_expected(dir: &Path) -> Result<Option<Expected>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let file: ExpectFile = serde_yaml_ng::from_str(&text).map_err(|e| {
+    parse_expected(&text, &path.display().to_string()).map(Some)
+}
+
+/// Parses the text of an `expect.yaml`; `shown` names it in errors.
+pub fn parse_expected(text: &str, shown: &str) -> Result<Expected, String> {
+    let file: ExpectFile = serde_yaml_ng::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(1);
-        format!("{}:{line}: {e}", path.display())
+        format!("{shown}:{line}: {e}")
     })?;
     match (file.root_cause, file.no_issue) {
-        (Some(rc), false) => Ok(Some(Expected::RootCause { service: rc.service, kind: rc.kind })),
-        (None, true) => Ok(Some(Expected::NoIssue)),
-        (None, false) => Err(format!("{}: has neither `root_cause` nor `no_issue: true`", path.display())),
-        (Some(_), true) => Err(format!("{}: has both `root_cause` and `no_issue: true`", path.display())),
+        (Some(rc), false) => Ok(Expected::RootCause { service: rc.service, kind: rc.kind }),
+        (None, true) => Ok(Expected::NoIssue),
+        (None, false) => Err(format!("{shown}: has neither `root_cause` nor `no_issue: true`")),
+        (Some(_), true) => Err(format!("{shown}: has both `root_cause` and `no_issue: true`")),
     }
 }
 

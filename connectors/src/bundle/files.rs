@@ -1,12 +1,12 @@
 //! A bundle's known files: where they are on disk and how to read them line by line.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
-use super::BundleError;
+use super::{BundleError, BundleFiles};
 
 /// Read buffer per file: big enough that a million-line log costs few system calls.
 const READ_BUFFER: usize = 256 * 1024;
@@ -56,30 +56,47 @@ impl KnownFile {
     }
 }
 
-/// A known file present in a bundle, under the name it has on disk.
-pub(crate) struct Located {
+/// Where a bundle's files are: a directory, or memory (a simulated bundle never written out).
+#[derive(Clone, Copy)]
+pub(crate) enum Origin<'a> {
+    Dir(&'a Path),
+    Memory(&'a BundleFiles),
+}
+
+/// A known file present in a bundle, under the name it has there.
+pub(crate) struct Located<'a> {
     name: String,
-    path: PathBuf,
+    content: Content<'a>,
     gzip: bool,
 }
 
-/// The line reader every bundle file is parsed through.
-pub(crate) type FileLines = LineReader<Box<dyn BufRead + Send>>;
+enum Content<'a> {
+    Path(PathBuf),
+    Bytes(&'a [u8]),
+}
 
-/// Finds `file` in `dir`, plain or gzipped.
+/// The line reader every bundle file is parsed through.
+pub(crate) type FileLines<'a> = LineReader<Box<dyn BufRead + Send + 'a>>;
+
+/// Finds `file` in `origin`, plain or gzipped.
 ///
 /// Both at once is an error rather than a silent preference: they may differ (a half-done
 /// `gzip -k`, an edited copy), and answering from the wrong one would be worse than stopping.
-pub(crate) fn locate(dir: &Path, file: KnownFile) -> Result<Option<Located>, BundleError> {
+pub(crate) fn locate<'a>(
+    origin: Origin<'a>,
+    file: KnownFile,
+) -> Result<Option<Located<'a>>, BundleError> {
     let plain = file.name().to_owned();
     let gz = format!("{plain}.gz");
-    let exists = |name: &str| {
-        dir.join(name)
+    let exists = |name: &str| match origin {
+        Origin::Dir(dir) => dir
+            .join(name)
             .try_exists()
             .map_err(|e| BundleError::Unreadable {
                 file: name.to_owned(),
                 message: e.to_string(),
-            })
+            }),
+        Origin::Memory(files) => Ok(files.get(name).is_some()),
     };
     let (name, gzip) = match (exists(&plain)?, exists(&gz)?) {
         (true, true) => return Err(BundleError::Ambiguous { file: plain }),
@@ -87,28 +104,34 @@ pub(crate) fn locate(dir: &Path, file: KnownFile) -> Result<Option<Located>, Bun
         (false, true) => (gz, true),
         (false, false) => return Ok(None),
     };
+    let content = match origin {
+        Origin::Dir(dir) => Content::Path(dir.join(&name)),
+        Origin::Memory(files) => Content::Bytes(files.get(&name).unwrap_or_default()),
+    };
     Ok(Some(Located {
-        path: dir.join(&name),
         name,
+        content,
         gzip,
     }))
 }
 
-impl Located {
+impl<'a> Located<'a> {
     /// Opens the file for streaming, inflating it when it is gzipped.
-    pub(crate) fn open(&self) -> Result<FileLines, BundleError> {
-        let file = File::open(&self.path).map_err(|e| BundleError::Unreadable {
-            file: self.name.clone(),
-            message: format!("cannot open: {e}"),
-        })?;
+    pub(crate) fn open(&self) -> Result<FileLines<'a>, BundleError> {
+        let raw: Box<dyn Read + Send + 'a> = match &self.content {
+            Content::Path(path) => Box::new(File::open(path).map_err(|e| {
+                BundleError::Unreadable {
+                    file: self.name.clone(),
+                    message: format!("cannot open: {e}"),
+                }
+            })?),
+            Content::Bytes(bytes) => Box::new(*bytes),
+        };
         // Multi-member, because `cat a.gz b.gz` is a valid gzip file that tools produce.
-        let reader: Box<dyn BufRead + Send> = if self.gzip {
-            Box::new(BufReader::with_capacity(
-                READ_BUFFER,
-                MultiGzDecoder::new(file),
-            ))
+        let reader: Box<dyn BufRead + Send + 'a> = if self.gzip {
+            Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(raw)))
         } else {
-            Box::new(BufReader::with_capacity(READ_BUFFER, file))
+            Box::new(BufReader::with_capacity(READ_BUFFER, raw))
         };
         Ok(LineReader::new(reader, &self.name))
     }

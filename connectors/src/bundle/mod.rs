@@ -8,6 +8,7 @@ mod records;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::thread;
 
@@ -19,7 +20,7 @@ use crate::model::{
     SpanQuery, TimeWindow, Topology,
 };
 use crate::source::{DataSource, SourceError};
-use files::{FileLines, KnownFile};
+use files::{FileLines, KnownFile, Origin};
 use index::{SeriesIndex, SpanIndex, Timed, Timeline};
 
 /// Why a bundle could not be opened.
@@ -70,6 +71,44 @@ pub struct BundleCounts {
     pub events: usize,
 }
 
+/// A bundle's files held in memory, by their name in a bundle directory (`metrics.om`,
+/// `logs.jsonl.gz`…): what the simulator produces, written out or read back as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleFiles {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl BundleFiles {
+    /// An empty set of files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the file `name`.
+    pub fn insert(&mut self, name: impl Into<String>, content: Vec<u8>) {
+        self.files.insert(name.into(), content);
+    }
+
+    /// The content of file `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.files.get(name).map(Vec::as_slice)
+    }
+
+    /// Every file, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.files.iter().map(|(n, c)| (n.as_str(), c.as_slice()))
+    }
+
+    /// Writes every file into `dir`, creating it if needed.
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for (name, content) in &self.files {
+            std::fs::write(dir.join(name), content)?;
+        }
+        Ok(())
+    }
+}
+
 /// A telemetry bundle, read and indexed once, answering queries as a live source would.
 pub struct Bundle {
     name: String,
@@ -90,6 +129,18 @@ impl Bundle {
     /// Unknown files and fields are ignored; a malformed known file is an error naming the
     /// file and line; `expect.yaml` is never opened.
     pub fn open(dir: &Path) -> Result<Self, BundleError> {
+        let mut bundle = Self::read(Origin::Dir(dir))?;
+        bundle.path = dir.to_owned();
+        Ok(bundle)
+    }
+
+    /// Reads and indexes a bundle held in memory, exactly as [`Bundle::open`] reads a
+    /// directory holding the same files. Its [`Bundle::path`] is empty.
+    pub fn from_files(files: &BundleFiles) -> Result<Self, BundleError> {
+        Self::read(Origin::Memory(files))
+    }
+
+    fn read(dir: Origin<'_>) -> Result<Self, BundleError> {
         let meta = load(dir, KnownFile::Manifest, read_manifest)?.ok_or_else(|| {
             BundleError::Unreadable {
                 file: KnownFile::Manifest.name().to_owned(),
@@ -125,7 +176,7 @@ impl Bundle {
         });
         Ok(Self {
             name: "bundle".to_owned(),
-            path: dir.to_owned(),
+            path: PathBuf::new(),
             meta,
             topology: topology?,
             alert: alert?,
@@ -236,10 +287,10 @@ impl DataSource for Bundle {
 }
 
 /// Reads `file` with `read` when the bundle has it.
-fn load<T>(
-    dir: &Path,
+fn load<'a, T>(
+    dir: Origin<'a>,
     file: KnownFile,
-    read: impl FnOnce(&mut FileLines) -> Result<T, BundleError>,
+    read: impl FnOnce(&mut FileLines<'a>) -> Result<T, BundleError>,
 ) -> Result<Option<T>, BundleError> {
     match files::locate(dir, file)? {
         Some(found) => read(&mut found.open()?).map(Some),
@@ -273,7 +324,7 @@ struct Manifest {
 }
 
 /// Reads `bundle.yaml`: format version 1 and a window that does not end before it starts.
-fn read_manifest(lines: &mut FileLines) -> Result<BundleMeta, BundleError> {
+fn read_manifest(lines: &mut FileLines<'_>) -> Result<BundleMeta, BundleError> {
     let text = lines.read_to_string()?;
     let manifest: Manifest = records::parse_yaml(&text, lines)?;
     if manifest.version != 1 {
