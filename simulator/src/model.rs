@@ -49,6 +49,8 @@ pub(crate) struct ServiceState {
     /// Database: mean query time (ms) and lock wait (ms).
     pub query_ms: f64,
     pub lock_ms: f64,
+    /// Time the slow statement template takes beyond the others (ms), under a slow query.
+    pub slow_ms: f64,
     /// Cache: hit ratio and whether it answers at all.
     pub hit_ratio: f64,
     pub up: bool,
@@ -371,6 +373,7 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                 NodeKind::Database => {
                     svc[s].query_ms = latency + fxs.query_add_ms + fxs.lock_ms;
                     svc[s].lock_ms = fxs.lock_ms + 0.2 * observe.unit();
+                    svc[s].slow_ms = fxs.query_add_ms / crate::faults::HOT_QUERY_SHARE;
                     latency = svc[s].query_ms;
                 }
                 NodeKind::Cache => {
@@ -425,7 +428,8 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                         let available = def.pool_size * (1.0 - fx.services[s].pool_leak);
                         let (wait_ms, fail) = pool_pressure(demand, available, svc[d].query_ms);
                         edge[e].pool_active = demand.min(available) + def.pool_size - available;
-                        edge[e].pool_pending = (demand - available).max(0.0);
+                        // Threads waiting for a connection (Little's law on the wait).
+                        edge[e].pool_pending = edge[e].rate * wait_ms / 1000.0;
                         edge[e].pool_timeouts = edge[e].rate * fail;
                         l += wait_ms;
                         own[Cause::Pool as usize] += fail;

@@ -290,13 +290,15 @@ impl Ctx<'_> {
         }
     }
 
-    fn fields<'v>(&self, value: &'v Value, path: &str) -> Result<Fields<'v>, ScenarioError> {
+    /// Starts reading a mapping; a key outside `allowed` is an error before anything else,
+    /// so a typo is reported as a typo rather than as the key it meant going missing.
+    fn fields<'v>(&self, value: &'v Value, path: &str, allowed: &[&str]) -> Result<Fields<'v>, ScenarioError> {
         match value {
-            Value::Mapping(map) => Ok(Fields {
-                path: path.to_owned(),
-                map,
-                taken: BTreeSet::new(),
-            }),
+            Value::Mapping(map) => {
+                let fields = Fields { path: path.to_owned(), map, taken: allowed.iter().map(|a| (*a).to_owned()).collect() };
+                self.finish(&fields, allowed)?;
+                Ok(Fields { taken: BTreeSet::new(), ..fields })
+            }
             other => Err(self.err(
                 path,
                 format!("expected a mapping of keys, found {}", describe(other)),
@@ -304,7 +306,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn finish(&self, fields: Fields<'_>, allowed: &[&str]) -> Result<(), ScenarioError> {
+    fn finish(&self, fields: &Fields<'_>, allowed: &[&str]) -> Result<(), ScenarioError> {
         for key in fields.map.keys() {
             let name = match key {
                 Value::String(s) => s.clone(),
@@ -391,7 +393,7 @@ impl Ctx<'_> {
     }
 
     fn scenario(&self, root: &Value) -> Result<Scenario, ScenarioError> {
-        let mut f = self.fields(root, "")?;
+        let mut f = self.fields(root, "", &["version", "name", "seed", "duration", "step", "topology", "load", "faults", "noise", "alert", "expect"])?;
         let version_entry = self.required(&mut f, "version")?;
         let version = self.number(version_entry.clone())?;
         if version != 1.0 {
@@ -434,12 +436,11 @@ impl Ctx<'_> {
         };
         let alert = self.alert(self.required(&mut f, "alert")?, duration)?;
         let expect = self.expect(self.required(&mut f, "expect")?)?;
-        self.finish(f, &["version", "name", "seed", "duration", "step", "topology", "load", "faults", "noise", "alert", "expect"])?;
         Ok(Scenario { name, seed, duration, step, topology, load, faults, noise, alert, expect })
     }
 
     fn node(&self, (value, path): (&Value, String)) -> Result<Node, ScenarioError> {
-        let mut f = self.fields(value, &path)?;
+        let mut f = self.fields(value, &path, &["name", "kind", "depends_on", "consumes"])?;
         let name = self.text(self.required(&mut f, "name")?)?;
         let kind = match self.optional(&mut f, "kind")? {
             None => NodeKind::Service,
@@ -453,12 +454,11 @@ impl Ctx<'_> {
         };
         let depends_on = self.names(self.optional(&mut f, "depends_on")?)?;
         let consumes = self.names(self.optional(&mut f, "consumes")?)?;
-        self.finish(f, &["name", "kind", "depends_on", "consumes"])?;
         Ok(Node { name, kind, depends_on, consumes })
     }
 
     fn load(&self, (value, path): (&Value, String)) -> Result<Load, ScenarioError> {
-        let mut f = self.fields(value, &path)?;
+        let mut f = self.fields(value, &path, &["rps", "diurnal"])?;
         let rps_entry = self.required(&mut f, "rps")?;
         let rps_path = rps_entry.1.clone();
         let rps = self.number(rps_entry)?;
@@ -476,7 +476,6 @@ impl Ctx<'_> {
             }
             None => 0.0,
         };
-        self.finish(f, &["rps", "diurnal"])?;
         Ok(Load { rps, diurnal })
     }
 
@@ -524,19 +523,18 @@ impl Ctx<'_> {
     }
 
     fn fault(&self, (value, path): (&Value, String), window: u64) -> Result<Fault, ScenarioError> {
-        let mut f = self.fields(value, &path)?;
+        let mut f = self.fields(value, &path, &["kind", "target", "at", "duration", "params"])?;
         let kind = self.fault_kind(self.required(&mut f, "kind")?)?;
         let target = self.text(self.required(&mut f, "target")?)?;
         let at = self.at(&mut f)?;
         let duration = self.optional(&mut f, "duration")?.map(|e| self.duration(e)).transpose()?;
         let params = self.params(self.optional(&mut f, "params")?)?;
-        self.finish(f, &["kind", "target", "at", "duration", "params"])?;
         self.window_checks(&path, at, duration, window)?;
         Ok(Fault { kind, target, at, duration, params, severity: 1.0 })
     }
 
     fn noise(&self, (value, path): (&Value, String), window: u64) -> Result<Noise, ScenarioError> {
-        let mut f = self.fields(value, &path)?;
+        let mut f = self.fields(value, &path, &["kind", "target", "at", "duration", "severity", "params"])?;
         let kind_entry = self.required(&mut f, "kind")?;
         let is_deploy = kind_entry.0.as_str() == Some("deploy");
         let kind = if is_deploy { None } else { Some(self.fault_kind(kind_entry)?) };
@@ -544,12 +542,11 @@ impl Ctx<'_> {
         let at = self.at(&mut f)?;
         let duration_entry = self.optional(&mut f, "duration")?;
         let severity_entry = self.optional(&mut f, "severity")?;
-        let params = self.params(self.optional(&mut f, "params")?)?;
+        let params_entry = self.optional(&mut f, "params")?;
         let Some(kind) = kind else {
-            for entry in [&duration_entry, &severity_entry].into_iter().flatten() {
-                return Err(self.err(&entry.1, "`deploy` noise takes neither duration nor severity"));
+            for entry in [&duration_entry, &severity_entry, &params_entry].into_iter().flatten() {
+                return Err(self.err(&entry.1, "`deploy` noise takes neither duration, severity nor params"));
             }
-            self.finish(f, &["kind", "target", "at"])?;
             self.window_checks(&path, at, None, window)?;
             return Ok(Noise::Deploy { target, at });
         };
@@ -565,13 +562,13 @@ impl Ctx<'_> {
             }
             None => 0.5,
         };
-        self.finish(f, &["kind", "target", "at", "duration", "severity", "params"])?;
+        let params = self.params(params_entry)?;
         self.window_checks(&path, at, duration, window)?;
         Ok(Noise::Fault(Fault { kind, target, at, duration, params, severity }))
     }
 
     fn alert(&self, (value, path): (&Value, String), window: u64) -> Result<AlertRule, ScenarioError> {
-        let mut f = self.fields(value, &path)?;
+        let mut f = self.fields(value, &path, &["service", "signal", "threshold", "for", "at"])?;
         let service = self.text(self.required(&mut f, "service")?)?;
         let signal_entry = self.required(&mut f, "signal")?;
         let signal_path = signal_entry.1.clone();
@@ -602,21 +599,18 @@ impl Ctx<'_> {
             }
             None => None,
         };
-        self.finish(f, &["service", "signal", "threshold", "for", "at"])?;
         Ok(AlertRule { service, signal, threshold, for_s, at })
     }
 
     fn expect(&self, (value, path): (&Value, String)) -> Result<Expect, ScenarioError> {
-        let mut f = self.fields(value, &path)?;
+        let mut f = self.fields(value, &path, &["root_cause", "no_issue"])?;
         let root_cause = self.optional(&mut f, "root_cause")?;
         let no_issue = self.optional(&mut f, "no_issue")?;
-        self.finish(f, &["root_cause", "no_issue"])?;
         match (root_cause, no_issue) {
             (Some((value, path)), None) => {
-                let mut f = self.fields(value, &path)?;
+                let mut f = self.fields(value, &path, &["service", "kind"])?;
                 let service = self.text(self.required(&mut f, "service")?)?;
                 let kind = self.optional(&mut f, "kind")?.map(|e| self.fault_kind(e)).transpose()?;
-                self.finish(f, &["service", "kind"])?;
                 Ok(Expect::RootCause { service, kind })
             }
             (None, Some((Value::Bool(true), _))) => Ok(Expect::NoIssue),

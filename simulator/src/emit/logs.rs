@@ -291,10 +291,11 @@ impl Writer<'_> {
         let service = &self.world.services[s];
         let st = self.tl.service(k, s);
         match service.kind {
-            NodeKind::Database if st.query_ms > 200.0 => {
+            // Statements over log_min_duration_statement (250 ms) are logged.
+            NodeKind::Database if st.query_ms + st.slow_ms > 250.0 => {
                 let n = self.rng.poisson(3.0).min(6);
                 for _ in 0..n {
-                    let ms = st.query_ms * self.rng.range(0.7, 2.0);
+                    let ms = (st.query_ms + st.slow_ms) * self.rng.range(0.7, 2.0);
                     let table = *self.rng.pick(&["orders", "order_items", "accounts"]);
                     self.push(k, s, "warn", format!("duration: {ms:.3} ms  execute <unnamed>: SELECT o.* FROM {table} o JOIN customers c ON c.id = o.customer_id WHERE o.status = $1 ORDER BY o.created_at DESC"));
                 }

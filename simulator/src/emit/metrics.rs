@@ -352,11 +352,10 @@ fn write_databases(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
         for (q, id) in QUERY_IDS.iter().enumerate() {
             let values = (0..steps).map(|k| {
                 let st = tl.service(k, s);
-                let base = world.services[s].base_latency_ms;
                 let calls = st.rate * shares[q] * dt;
-                let slow = (st.query_ms - base).max(0.0);
-                let added = if q == 0 { slow / shares[0] } else { 0.0 };
-                calls * (base + added) / 1000.0
+                let ordinary = st.query_ms - crate::faults::HOT_QUERY_SHARE * st.slow_ms;
+                let added = if q == 0 { st.slow_ms } else { 0.0 };
+                calls * (ordinary + added) / 1000.0
             });
             ex.series("pg_stat_statements_seconds_total", &format!("{},queryid=\"{id}\"", label(s)), 3, cumulative(values));
         }

@@ -348,7 +348,7 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
         out.push(event(ts + 12_000, format!("pod/{pod}"), "Pod", "Started", format!("Started container {name}"), false, name));
     }
     // Readiness probes fail while a service sheds load or loses pods; HPA reacts to load.
-    let mut last_probe = vec![i64::MIN; cx.world.services.len()];
+    let mut last_probe: Vec<Option<i64>> = vec![None; cx.world.services.len()];
     let mut scaled = vec![false; cx.world.services.len()];
     for k in 0..cx.tl.steps {
         let ts = cx.start_ms + k as i64 * step_ms;
@@ -359,8 +359,8 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
             }
             let st = cx.tl.service(k, s);
             let overload = st.causes[Cause::Overload as usize];
-            if overload > 0.05 && ts - last_probe[s] >= 60_000 {
-                last_probe[s] = ts;
+            if overload > 0.05 && last_probe[s].is_none_or(|last| ts - last >= 60_000) {
+                last_probe[s] = Some(ts);
                 if let Some(&p) = service.pods.first() {
                     let pod = cx.pod_name(p, k);
                     out.push(event(ts + 3000, format!("pod/{pod}"), "Pod", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503".to_owned(), true, &service.name));
