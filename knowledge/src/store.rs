@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use sea_orm_migration::MigratorTrait;
 
 use crate::migration::Migrator;
@@ -57,6 +57,8 @@ impl fmt::Display for MigrationReport {
 pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
+    /// Kept (never shown: it may hold a password) to open the migration connection.
+    url: String,
 }
 
 impl Store {
@@ -75,20 +77,17 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
         if backend == Backend::Sqlite {
-            // One writer at a time is SQLite's rule; a small pool avoids lock storms.
-            options.max_connections(4);
+            // One writer at a time is SQLite's rule; a small pool avoids lock storms. The
+            // pragmas are per connection, so they go into the connect options: every pooled
+            // connection gets them, not only the first.
+            options.max_connections(4).map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
         }
         let db = Database::connect(options).await?;
-        if backend == Backend::Sqlite {
-            for pragma in [
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA busy_timeout=5000",
-                "PRAGMA foreign_keys=ON",
-            ] {
-                db.execute_unprepared(pragma).await?;
-            }
-        }
-        Ok(Self { db, backend })
+        Ok(Self { db, backend, url: url.to_owned() })
     }
 
     /// The connection, for the repositories in this crate.
@@ -113,7 +112,23 @@ impl Store {
             .iter()
             .map(|m| m.name().to_owned())
             .collect();
-        Migrator::up(&self.db, None).await?;
+        if self.backend == Backend::Sqlite {
+            // SQLite resolves `ON CONFLICT (column)` against the schema a connection loaded,
+            // and does not reload it when that fails. A pooled connection that loaded the
+            // schema between a migration's CREATE TABLE and its CREATE INDEX would refuse
+            // every upsert on that table. So the migrations run on a connection of their
+            // own, and pooled connections only ever see the schema before or after.
+            let mut options = ConnectOptions::new(self.url.clone());
+            options.max_connections(1).sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
+                opts.busy_timeout(Duration::from_secs(5)).foreign_keys(true)
+            });
+            let migrations = Database::connect(options).await?;
+            let result = Migrator::up(&migrations, None).await;
+            migrations.close().await?;
+            result?;
+        } else {
+            Migrator::up(&self.db, None).await?;
+        }
         Ok(MigrationReport {
             applied: pending,
             total: Migrator::migrations().len(),

@@ -356,6 +356,18 @@ impl Ctx<'_> {
         }
     }
 
+    /// A number from 0 to 1, or `default` when absent.
+    fn share(&self, entry: Option<(&Value, String)>, default: f64) -> Result<f64, ScenarioError> {
+        let Some(entry) = entry else { return Ok(default) };
+        let path = entry.1.clone();
+        let n = self.number(entry)?;
+        if (0.0..=1.0).contains(&n) {
+            Ok(n)
+        } else {
+            Err(self.err(&path, "expected a number from 0 to 1"))
+        }
+    }
+
     fn duration(&self, (value, path): (&Value, String)) -> Result<u64, ScenarioError> {
         let expected = "expected a duration: a positive integer followed by s, m or h (like 90s, 15m, 2h)";
         match value {
@@ -465,17 +477,7 @@ impl Ctx<'_> {
         if rps <= 0.0 {
             return Err(self.err(&rps_path, "expected a positive request rate"));
         }
-        let diurnal = match self.optional(&mut f, "diurnal")? {
-            Some(entry) => {
-                let p = entry.1.clone();
-                let d = self.number(entry)?;
-                if !(0.0..=1.0).contains(&d) {
-                    return Err(self.err(&p, "expected a number from 0 to 1"));
-                }
-                d
-            }
-            None => 0.0,
-        };
+        let diurnal = self.share(self.optional(&mut f, "diurnal")?, 0.0)?;
         Ok(Load { rps, diurnal })
     }
 
@@ -551,17 +553,7 @@ impl Ctx<'_> {
             return Ok(Noise::Deploy { target, at });
         };
         let duration = duration_entry.map(|e| self.duration(e)).transpose()?;
-        let severity = match severity_entry {
-            Some(entry) => {
-                let p = entry.1.clone();
-                let s = self.number(entry)?;
-                if !(0.0..=1.0).contains(&s) {
-                    return Err(self.err(&p, "expected a severity from 0 to 1"));
-                }
-                s
-            }
-            None => 0.5,
-        };
+        let severity = self.share(severity_entry, 0.5)?;
         let params = self.params(params_entry)?;
         self.window_checks(&path, at, duration, window)?;
         Ok(Noise::Fault(Fault { kind, target, at, duration, params, severity }))
