@@ -1,11 +1,14 @@
-//! Evidence: one observation from one query, with the numbers that make it matter.
+//! Evidence: one observation from one query, with the numbers that make it matter, and the
+//! shared ledger every agent writes to.
+
+use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 
 use cairn_connectors::TimeWindow;
 
 /// Which specialist found a piece of evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Domain {
     Changes,
@@ -19,10 +22,83 @@ pub enum Domain {
     Precedent,
 }
 
+impl Domain {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Domain::Changes => "changes",
+            Domain::Metrics => "metrics",
+            Domain::Topology => "topology",
+            Domain::Logs => "logs",
+            Domain::Traces => "traces",
+            Domain::Infrastructure => "infrastructure",
+            Domain::Database => "database",
+            Domain::Network => "network",
+            Domain::Precedent => "precedent",
+        }
+    }
+}
+
+/// What an observation is a sign of: the vocabulary that turns evidence into a fault kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// A service's own errors rose.
+    Errors,
+    /// A service's own latency rose.
+    Latency,
+    /// Traffic into a service rose far above its baseline.
+    Load,
+    /// Some other series left its baseline.
+    Anomaly,
+    /// A deploy shortly before the onset.
+    Deploy,
+    /// A configuration or feature-flag change shortly before the onset.
+    ConfigChange,
+    /// Error log lines of a kind not seen before the onset.
+    NewErrorTemplate,
+    /// Memory climbing towards its limit.
+    MemoryGrowth,
+    /// Containers killed for memory.
+    OomKill,
+    /// Containers restarting.
+    Restart,
+    /// CPU at its limit, throttled.
+    CpuSaturation,
+    /// Clients waiting for, or timing out on, pooled connections.
+    PoolExhaustion,
+    /// Database statements slower, lock waits.
+    SlowQueries,
+    /// An external dependency answering slowly.
+    ExternalLatency,
+    /// An external dependency answering 429.
+    RateLimited,
+    /// Packets dropped, connections reset.
+    PacketLoss,
+    /// Names not resolving.
+    DnsFailure,
+    /// TLS handshakes failing, certificates expired.
+    TlsFailure,
+    /// A volume full, writes failing.
+    DiskFull,
+    /// A node not ready, pods evicted.
+    NodeFailure,
+    /// A cache's hit ratio collapsed or the cache is down.
+    CacheMisses,
+    /// Consumers falling behind a queue.
+    ConsumerLag,
+    /// Traces show the time or errors starting in this service.
+    TraceOrigin,
+    /// A past incident or recorded knowledge points here.
+    Precedent,
+}
+
 /// One observation: what was seen, where, compared to what.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evidence {
     pub domain: Domain,
+    /// The service the observation is about (the suspect it supports).
+    pub service: String,
+    pub signal: Signal,
     /// The data source that answered.
     pub source: String,
     /// The query that produced it, in words a reader can rerun.
@@ -31,8 +107,41 @@ pub struct Evidence {
     pub window: TimeWindow,
     pub observed: f64,
     pub baseline: f64,
-    /// Strength in units of baseline noise (robust z); larger is stranger.
+    /// Strength in `[0, 1]`: how strongly this alone points at the service.
     pub score: f64,
-    /// One line a person reads.
+    /// When the change began (epoch ms), when the agent could tell.
+    pub onset_ms: Option<i64>,
+    /// One line a person reads, with the numbers.
     pub reason: String,
+    /// A dashboard, commit or pull request, when the source gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// The evidence every agent of one investigation has found so far.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    items: Mutex<Vec<Evidence>>,
+}
+
+impl Ledger {
+    /// Adds evidence.
+    pub fn record(&self, evidence: impl IntoIterator<Item = Evidence>) {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner).extend(evidence);
+    }
+
+    /// Everything recorded so far.
+    pub fn snapshot(&self) -> Vec<Evidence> {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// How many items have been recorded.
+    pub fn len(&self) -> usize {
+        self.items.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }

@@ -1,11 +1,12 @@
-//! Hypotheses: a suspected root cause with the evidence for it.
+//! Hypotheses: a suspected root cause with the evidence for and against it.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::evidence::Evidence;
 pub use cairn_connectors::FaultKind;
+
+use crate::evidence::Evidence;
 
 /// A confidence in `[0, 1]`; constructed only through [`Confidence::new`], which clamps.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -30,6 +31,15 @@ impl fmt::Display for Confidence {
     }
 }
 
+/// Where a hypothesis stands with the engineers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HypothesisStatus {
+    Open,
+    Confirmed,
+    Rejected,
+}
+
 /// A suspected root cause: a service, what may be wrong with it, and why we think so.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hypothesis {
@@ -39,6 +49,19 @@ pub struct Hypothesis {
     pub confidence: Confidence,
     /// Evidence for the hypothesis, strongest first.
     pub supporting: Vec<Evidence>,
+    /// Evidence against it (e.g. a dependency in trouble first).
+    pub contradicting: Vec<Evidence>,
+    pub status: HypothesisStatus,
+}
+
+impl Hypothesis {
+    /// The distinct domains its supporting evidence comes from.
+    pub fn domains(&self) -> Vec<crate::evidence::Domain> {
+        let mut d: Vec<_> = self.supporting.iter().map(|e| e.domain).collect();
+        d.sort();
+        d.dedup();
+        d
+    }
 }
 
 #[cfg(test)]

@@ -1,22 +1,28 @@
-//! The investigation: survey the sources, rank suspects, decide whether anything is wrong.
+//! The orchestrator: dispatches the domain agents concurrently within a budget, keeps the
+//! shared ledger, and runs rounds — a survey, then tests of the leading hypotheses — until
+//! the ranking is stable or the budget is spent. It abstains when nothing beats the noise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
+use futures::future::join_all;
 use serde::Serialize;
 
-use cairn_connectors::{DataSource, SeriesSelector, SourceError};
+use cairn_connectors::{DataSource, SourceError, Topology};
 
-use crate::evidence::Evidence;
-use crate::hypothesis::{Confidence, Hypothesis};
+use crate::budget::{Budget, Metered};
+use crate::domains::{self, Agent, Context, ONSET_LEAD_MS};
+use crate::evidence::{Domain, Evidence, Ledger, Signal};
+use crate::hypothesis::{Confidence, FaultKind, Hypothesis, HypothesisStatus};
 use crate::incident::Incident;
-use crate::metrics::{evidence_for, score_series};
+use crate::progress::{Progress, ProgressSink};
 
 /// A hypothesis at or above this confidence is a claim; below it, Cairn abstains.
 pub const CONFIDENCE_THRESHOLD: f64 = 0.5;
-/// Anomaly score at which confidence reaches one half (confidence = s / (s + HALF)).
-const HALF_CONFIDENCE_SCORE: f64 = 5.0;
+/// Suspects examined in the later rounds.
+const SUSPECTS: usize = 6;
 /// Evidence items kept per hypothesis.
-const EVIDENCE_PER_HYPOTHESIS: usize = 3;
+const EVIDENCE_PER_HYPOTHESIS: usize = 6;
 
 /// Why an investigation could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -44,58 +50,375 @@ pub struct Finding {
     pub checked: Vec<String>,
     /// Queries sent to the sources.
     pub queries: usize,
+    /// Rounds run (1 = the survey only).
+    pub rounds: u32,
+}
+
+/// How to run an investigation.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub budget: Budget,
+    pub progress: ProgressSink,
+}
+
+/// Investigates `incident` against `sources` with the default budget and no progress stream.
+pub async fn investigate(incident: &Incident, sources: &dyn DataSource) -> Result<Finding, InvestigationError> {
+    investigate_with(incident, sources, Options::default()).await
 }
 
 /// Investigates `incident` against `sources`.
-pub async fn investigate(incident: &Incident, sources: &dyn DataSource) -> Result<Finding, InvestigationError> {
-    let mut queries = 1;
-    let topology = sources.topology().await?;
-    let services: Vec<Option<String>> = match &topology {
-        Some(t) if !t.services.is_empty() => t.services.iter().map(|s| Some(s.name.clone())).collect(),
-        _ => vec![None],
-    };
+pub async fn investigate_with(incident: &Incident, sources: &dyn DataSource, options: Options) -> Result<Finding, InvestigationError> {
+    let metered = Metered::new(sources, options.budget);
+    let progress = &options.progress;
+    let topology = metered.topology().await?.unwrap_or_default();
+    let deadline = Instant::now() + metered.time_left();
+    let cx = Context { incident, source: &metered, topology, cut_ms: incident.onset.timestamp_millis() - ONSET_LEAD_MS, deadline };
+    let agents = domains::all();
+    let ledger = Ledger::default();
 
-    let mut per_service: BTreeMap<String, Vec<Evidence>> = BTreeMap::new();
-    let mut series_checked = 0usize;
-    for service in &services {
-        let selector = SeriesSelector { service: service.clone(), ..SeriesSelector::all(incident.window) };
-        queries += 1;
-        for series in sources.series(&selector).await? {
-            series_checked += 1;
-            let Some(name) = series.service() else { continue };
-            let Some(anomaly) = score_series(&series.samples, &series.metric, incident) else { continue };
-            if anomaly.score <= 0.0 {
-                continue;
-            }
-            let evidence = evidence_for(&series, &anomaly, incident.window, sources.name());
-            per_service.entry(name.to_owned()).or_default().push(evidence);
+    progress.send(Progress::RoundStarted { round: 1 });
+    let mut per_agent: BTreeMap<&'static str, usize> = BTreeMap::new();
+    run_round(&agents, &cx, &ledger, progress, &mut per_agent, None).await;
+    let mut ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref());
+    announce(progress, &[], &ranking);
+
+    let mut rounds = 1;
+    while rounds <= options.budget.max_rounds && !metered.exhausted() {
+        rounds += 1;
+        progress.send(Progress::RoundStarted { round: rounds });
+        let suspects: Vec<String> = ranking.iter().take(SUSPECTS).map(|h| h.service.clone()).collect();
+        let snapshot = ledger.snapshot();
+        let before = ledger.len();
+        run_round(&agents, &cx, &ledger, progress, &mut per_agent, Some((&suspects, &snapshot))).await;
+        let previous = ranking;
+        ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref());
+        announce(progress, &previous, &ranking);
+        let top = |r: &[Hypothesis]| r.iter().take(3).map(|h| h.service.clone()).collect::<Vec<_>>();
+        if ledger.len() == before || top(&previous) == top(&ranking) {
+            break;
         }
     }
-
-    let mut ranking: Vec<Hypothesis> = per_service
-        .into_iter()
-        .map(|(service, mut evidence)| {
-            evidence.sort_by(|a, b| b.score.total_cmp(&a.score));
-            evidence.truncate(EVIDENCE_PER_HYPOTHESIS);
-            let score = evidence.first().map_or(0.0, |e| e.score);
-            Hypothesis {
-                service,
-                kind: None,
-                confidence: Confidence::new(score / (score + HALF_CONFIDENCE_SCORE)),
-                supporting: evidence,
-            }
-        })
-        .collect();
-    ranking.sort_by(|a, b| b.confidence.get().total_cmp(&a.confidence.get()).then_with(|| a.service.cmp(&b.service)));
 
     let verdict = if ranking.first().is_some_and(|h| h.confidence.get() >= CONFIDENCE_THRESHOLD) {
         Verdict::RootCauseFound
     } else {
         Verdict::NoRootCauseFound
     };
-    let checked = vec![format!(
-        "{series_checked} metric series across {} services against their pre-onset baselines",
-        services.iter().flatten().count().max(1)
-    )];
-    Ok(Finding { verdict, ranking, checked, queries })
+    let mut checked: Vec<String> = per_agent.iter().map(|(agent, n)| format!("{agent}: {n} finding(s)")).collect();
+    checked.insert(0, format!("{} services in the topology; {} queries, {} records read", cx.topology.services.len(), metered.queries(), metered.records()));
+    progress.send(Progress::Done { verdict, queries: metered.queries() });
+    Ok(Finding { verdict, ranking, checked, queries: metered.queries(), rounds })
+}
+
+/// Runs every agent at once (survey, or examine when `examine` is given), each within the
+/// time left, and records what they find.
+async fn run_round(
+    agents: &[Box<dyn Agent>],
+    cx: &Context<'_>,
+    ledger: &Ledger,
+    progress: &ProgressSink,
+    per_agent: &mut BTreeMap<&'static str, usize>,
+    examine: Option<(&[String], &[Evidence])>,
+) {
+    let time_left = cx_time_left(cx);
+    let runs = agents.iter().map(|agent| async move {
+        let started = Instant::now();
+        if examine.is_none() {
+            progress.send(Progress::AgentStarted { agent: agent.name() });
+        }
+        let work = async {
+            match examine {
+                None => agent.survey(cx).await,
+                Some((suspects, evidence)) => agent.examine(cx, suspects, evidence).await,
+            }
+        };
+        let result = match tokio::time::timeout(time_left, work).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("ran out of time".to_owned()),
+        };
+        (agent.name(), started.elapsed(), result)
+    });
+    for (name, elapsed, result) in join_all(runs).await {
+        let (found, error) = match result {
+            Ok(found) => (found, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        if examine.is_none() || !found.is_empty() {
+            for e in found.iter().filter(|e| e.score >= 0.3).take(5) {
+                progress.send(Progress::EvidenceFound { agent: name, service: e.service.clone(), reason: e.reason.clone() });
+            }
+            progress.send(Progress::AgentFinished { agent: name, evidence: found.len(), elapsed_ms: elapsed.as_millis() as u64, error });
+        }
+        *per_agent.entry(name).or_default() += found.len();
+        ledger.record(found);
+    }
+}
+
+fn cx_time_left(cx: &Context<'_>) -> std::time::Duration {
+    cx.deadline.saturating_duration_since(Instant::now())
+}
+
+/// Reports new and changed hypotheses.
+fn announce(progress: &ProgressSink, previous: &[Hypothesis], current: &[Hypothesis]) {
+    for h in current.iter().take(5) {
+        match previous.iter().find(|p| p.service == h.service) {
+            None => progress.send(Progress::HypothesisRaised { service: h.service.clone(), kind: h.kind, confidence: h.confidence.get() }),
+            Some(p) if (p.confidence.get() - h.confidence.get()).abs() > 0.02 || p.kind != h.kind => progress.send(Progress::HypothesisUpdated {
+                service: h.service.clone(),
+                kind: h.kind,
+                confidence: h.confidence.get(),
+                why: h.contradicting.first().map_or_else(|| "more evidence".to_owned(), |e| e.reason.clone()),
+            }),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Signals that name a cause in the service itself, as opposed to symptoms it may inherit.
+fn is_cause(signal: Signal) -> bool {
+    !matches!(signal, Signal::Errors | Signal::Latency | Signal::Anomaly | Signal::NewErrorTemplate | Signal::Restart | Signal::Load | Signal::Deploy | Signal::ConfigChange | Signal::TraceOrigin)
+}
+
+/// The fault kind the strongest cause signal names.
+fn kind_of(evidence: &[&Evidence], change_aligned: bool, load_origin: bool) -> Option<FaultKind> {
+    let mut best: Option<(f64, FaultKind)> = None;
+    let mut consider = |score: f64, kind: FaultKind| {
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, kind));
+        }
+    };
+    for e in evidence {
+        let kind = match e.signal {
+            Signal::Deploy if change_aligned => Some(FaultKind::BadDeploy),
+            Signal::ConfigChange if change_aligned => Some(FaultKind::ConfigChange),
+            Signal::OomKill | Signal::MemoryGrowth => Some(FaultKind::MemoryLeak),
+            Signal::CpuSaturation => Some(FaultKind::CpuSaturation),
+            Signal::PoolExhaustion => Some(FaultKind::DbPoolExhaustion),
+            Signal::SlowQueries => Some(FaultKind::SlowQuery),
+            Signal::ExternalLatency => Some(FaultKind::DependencyLatency),
+            Signal::PacketLoss => Some(FaultKind::NetworkLoss),
+            Signal::DnsFailure => Some(FaultKind::DnsFailure),
+            Signal::TlsFailure => Some(FaultKind::CertExpired),
+            Signal::DiskFull => Some(FaultKind::DiskFull),
+            Signal::NodeFailure => Some(FaultKind::NodeFailure),
+            Signal::CacheMisses => Some(FaultKind::CacheFailure),
+            Signal::RateLimited => Some(FaultKind::RateLimited),
+            Signal::ConsumerLag => Some(FaultKind::QueueBacklog),
+            Signal::Load if load_origin => Some(FaultKind::TrafficSpike),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            // A change that lines up with the trouble outranks what it caused; memory
+            // growth and CPU seen only as generic metric moves are weaker than named causes.
+            let weight = match (e.signal, e.domain) {
+                (Signal::Deploy | Signal::ConfigChange, _) => 1.3,
+                (Signal::MemoryGrowth | Signal::CpuSaturation, Domain::Metrics) => 0.5,
+                (Signal::OomKill, Domain::Logs) => 0.7,
+                // A lost node explains the throttling and errors of what ran on it.
+                (Signal::NodeFailure, _) => 1.5,
+                _ => 1.0,
+            };
+            consider(e.score * weight, kind);
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
+/// Turns the ledger into ranked hypotheses, one per service.
+///
+/// Per service, each domain contributes its strongest item and domains combine as
+/// independent witnesses (noisy-or), so one weak signal stays weak and agreement across
+/// domains builds confidence. Then the tests of the later rounds: a change counts only when
+/// the service it touched is in trouble; a service whose dependency is in trouble that
+/// started no later is a likely victim; traffic is blamed on where it enters.
+pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>) -> Vec<Hypothesis> {
+    let mut by_service: BTreeMap<&str, Vec<&Evidence>> = BTreeMap::new();
+    for e in evidence.iter().filter(|e| e.score > 0.0) {
+        by_service.entry(e.service.as_str()).or_default().push(e);
+    }
+    let callers_of = |s: &str| -> Vec<String> { topology.callers(s).map(|n| n.name.clone()).collect() };
+    let has_load = |s: &str| by_service.get(s).is_some_and(|ev| ev.iter().any(|e| e.signal == Signal::Load && e.score >= 0.3));
+
+    struct Assessed<'a> {
+        service: &'a str,
+        score: f64,
+        cause: f64,
+        onset: Option<i64>,
+        change_aligned: bool,
+        load_origin: bool,
+        evidence: Vec<&'a Evidence>,
+    }
+    let mut assessed: Vec<Assessed<'_>> = Vec::new();
+    for (&service, items) in &by_service {
+        let trouble = items.iter().filter(|e| !matches!(e.domain, Domain::Changes | Domain::Topology)).map(|e| e.score).fold(0.0, f64::max);
+        let onset = items.iter().filter(|e| e.domain != Domain::Changes).filter_map(|e| e.onset_ms).min();
+        // Does a change line up: the service is in trouble, and not since long before it.
+        let change_at = items.iter().filter(|e| e.domain == Domain::Changes).filter_map(|e| e.onset_ms).max();
+        let change_aligned = trouble >= 0.3 && change_at.is_some() && onset.is_none_or(|o| change_at.is_some_and(|c| o >= c - 3 * 60_000));
+        let load_origin = has_load(service) && !callers_of(service).iter().any(|c| has_load(c));
+        let mut best: BTreeMap<Domain, f64> = BTreeMap::new();
+        for e in items {
+            let mut score = e.score;
+            if e.domain == Domain::Changes && !change_aligned {
+                score *= 0.2;
+            }
+            if e.signal == Signal::Load && !load_origin {
+                score *= 0.3;
+            }
+            let weight = if e.domain == Domain::Topology { 0.6 } else { 1.0 };
+            let slot = best.entry(e.domain).or_default();
+            *slot = slot.max(score * weight);
+        }
+        let mut score = 1.0 - best.values().fold(1.0, |acc, s| acc * (1.0 - s.clamp(0.0, 0.99)));
+        let witnesses = best.iter().filter(|(d, s)| **d != Domain::Topology && **s >= 0.25).count();
+        if witnesses <= 1 {
+            score *= 0.75;
+        }
+        let cause = items
+            .iter()
+            .filter(|e| is_cause(e.signal) || (e.domain == Domain::Changes && change_aligned) || (e.signal == Signal::Load && load_origin))
+            .map(|e| e.score)
+            .fold(0.0, f64::max);
+        assessed.push(Assessed { service, score, cause, onset, change_aligned, load_origin, evidence: items.clone() });
+    }
+
+    // Victims: a dependency (up to three hops down) in as much trouble, no later.
+    let scores: BTreeMap<&str, (f64, f64, Option<i64>)> = assessed.iter().map(|a| (a.service, (a.score, a.cause, a.onset))).collect();
+    let mut hypotheses = Vec::new();
+    let mut causes = Vec::new();
+    for a in &assessed {
+        let mut score = a.score;
+        let mut contradicting = Vec::new();
+        let mut frontier: Vec<(&str, usize)> = topology.service(a.service).map(|n| n.depends_on.iter().map(|d| (d.as_str(), 1)).collect()).unwrap_or_default();
+        let mut seen = BTreeSet::new();
+        let mut worst: Option<(&str, f64)> = None;
+        while let Some((dep, hops)) = frontier.pop() {
+            if !seen.insert(dep) {
+                continue;
+            }
+            if let Some(&(dep_score, dep_cause, dep_onset)) = scores.get(dep) {
+                // Onset order decides, unless the dependency has a strong cause of its own and
+                // the suspect none (a backlog or a leak builds up slowly; its onset shows late).
+                let earlier = match (dep_onset, a.onset) {
+                    (Some(d), Some(s)) => d <= s + 2 * 60_000,
+                    _ => true,
+                } || dep_cause >= 0.8 && a.cause < 0.5;
+                let explains = dep_score >= 0.6 * a.score || dep_cause >= 0.5 && dep_cause >= a.cause;
+                tracing::debug!(service = a.service, dep, dep_score, dep_cause, ?dep_onset, onset = ?a.onset, earlier, explains, "victim test");
+                if earlier && explains && worst.is_none_or(|(_, w)| dep_score > w) {
+                    worst = Some((dep, dep_score));
+                }
+            }
+            if hops < 3 {
+                if let Some(n) = topology.service(dep) {
+                    frontier.extend(n.depends_on.iter().map(|d| (d.as_str(), hops + 1)));
+                }
+            }
+        }
+        if let Some((dep, dep_score)) = worst {
+            if !(a.load_origin && a.cause >= 0.5) {
+                let factor = if a.cause >= 0.5 && a.cause > scores.get(dep).map_or(0.0, |s| s.1) { 0.85 } else { 0.45 };
+                score *= factor;
+                contradicting.push(Evidence {
+                    domain: Domain::Topology,
+                    service: a.service.to_owned(),
+                    signal: Signal::Anomaly,
+                    source: "topology".to_owned(),
+                    query: format!("dependencies of {} in trouble", a.service),
+                    window: a.evidence[0].window,
+                    observed: dep_score,
+                    baseline: a.score,
+                    score: 1.0 - factor,
+                    onset_ms: None,
+                    reason: format!("its dependency {dep} is in trouble too, and no later: {} may be a victim", a.service),
+                    link: None,
+                });
+            }
+        }
+        // A cache that stopped absorbing reads explains the load on what sits beside it.
+        if !by_service.get(a.service).is_some_and(|ev| ev.iter().any(|e| e.signal == Signal::CacheMisses)) {
+            let siblings: BTreeSet<String> = topology
+                .callers(a.service)
+                .flat_map(|c| c.depends_on.iter().cloned())
+                .filter(|s| s != a.service)
+                .collect();
+            let cache = siblings.iter().find(|sib| {
+                by_service.get(sib.as_str()).is_some_and(|ev| ev.iter().any(|e| e.signal == Signal::CacheMisses && e.score >= 0.5))
+            });
+            if let Some(cache) = cache {
+                score *= 0.45;
+                contradicting.push(Evidence {
+                    domain: Domain::Topology,
+                    service: a.service.to_owned(),
+                    signal: Signal::CacheMisses,
+                    source: "topology".to_owned(),
+                    query: format!("caches beside {}", a.service),
+                    window: a.evidence[0].window,
+                    observed: 0.0,
+                    baseline: 0.0,
+                    score: 0.55,
+                    onset_ms: None,
+                    reason: format!("{cache}, used by the same callers, stopped absorbing reads: {} takes the load", a.service),
+                    link: None,
+                });
+            }
+        }
+        // Nearer the paged service is likelier to explain the page (a tie-breaker).
+        if let (Some(entry), false) = (entry, topology.services.is_empty()) {
+            if let Some(hops) = crate::domains::topology::downstream(topology, entry).get(a.service) {
+                score *= 1.0 - 0.02 * (*hops as f64).min(5.0);
+            }
+        }
+        // The paged service gets a little credit for being paged only when it has causes of its own.
+        if entry == Some(a.service) && a.cause >= 0.5 {
+            score = (score * 1.05).min(1.0);
+        }
+        let mut supporting: Vec<Evidence> = a.evidence.iter().map(|e| (*e).clone()).collect();
+        supporting.sort_by(|x, y| y.score.total_cmp(&x.score).then_with(|| x.domain.cmp(&y.domain)));
+        // Keep the strongest, but at least one per domain.
+        let mut kept: Vec<Evidence> = Vec::new();
+        for e in &supporting {
+            if kept.len() < EVIDENCE_PER_HYPOTHESIS && (kept.len() < 3 || !kept.iter().any(|k| k.domain == e.domain)) {
+                kept.push(e.clone());
+            }
+        }
+        hypotheses.push(Hypothesis {
+            service: a.service.to_owned(),
+            kind: kind_of(&a.evidence, a.change_aligned, a.load_origin),
+            confidence: Confidence::new(score),
+            supporting: kept,
+            contradicting,
+            status: HypothesisStatus::Open,
+        });
+        causes.push(a.cause);
+    }
+    // Ties (confidence saturates) go to the service with the stronger cause of its own.
+    let mut order: Vec<usize> = (0..hypotheses.len()).collect();
+    order.sort_by(|&i, &j| {
+        let (a, b) = (&hypotheses[i], &hypotheses[j]);
+        let key = |h: &Hypothesis| (h.confidence.get() * 100.0).round();
+        key(b).total_cmp(&key(a)).then_with(|| causes[j].total_cmp(&causes[i])).then_with(|| b.confidence.get().total_cmp(&a.confidence.get())).then_with(|| a.service.cmp(&b.service))
+    });
+    let mut slots: Vec<Option<Hypothesis>> = hypotheses.into_iter().map(Some).collect();
+    let mut hypotheses: Vec<Hypothesis> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    // A failed node takes several services down at once; of those, the one nearest the
+    // paged service is the one the page is about.
+    if let (Some(entry), Some(top)) = (entry, hypotheses.first()) {
+        if top.kind == Some(FaultKind::NodeFailure) {
+            let reach = crate::domains::topology::downstream(topology, entry);
+            let lost: Vec<usize> = (0..hypotheses.len()).filter(|&i| hypotheses[i].supporting.iter().any(|e| e.signal == Signal::NodeFailure)).collect();
+            // The paged service itself only when nothing else it calls lost pods nearby.
+            let hops = |i: usize| reach.get(&hypotheses[i].service).copied().unwrap_or(usize::MAX);
+            let below = lost.iter().copied().filter(|&i| (1..=2).contains(&hops(i))).min_by_key(|&i| (hops(i), i));
+            let best = below.or_else(|| lost.iter().copied().min_by_key(|&i| (hops(i), i)));
+            if let Some(best) = best.filter(|&b| b != 0) {
+                let mut chosen = hypotheses.remove(best);
+                chosen.kind = Some(FaultKind::NodeFailure);
+                chosen.confidence = Confidence::new(chosen.confidence.get().max(hypotheses[0].confidence.get()));
+                chosen.contradicting.clear();
+                hypotheses.insert(0, chosen);
+            }
+        }
+    }
+    hypotheses
 }

@@ -395,6 +395,7 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
             let mut survive = 1.0;
             let mut inherited = [0.0_f64; Cause::COUNT];
             let (mut downstream_sum, mut downstream_max) = (0.0_f64, 0.0_f64);
+            let mut pool_wait_ms = 0.0_f64;
             for &e in &service.deps {
                 let def = &world.edges[e];
                 let d = def.to;
@@ -431,7 +432,9 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                         // Threads waiting for a connection (Little's law on the wait).
                         edge[e].pool_pending = edge[e].rate * wait_ms / 1000.0;
                         edge[e].pool_timeouts = edge[e].rate * fail;
-                        l += wait_ms;
+                        // Waiting for a connection happens in the caller, before any query:
+                        // it is the caller's time and the caller's failure, not the database's.
+                        pool_wait_ms += db_calls(world, &fx, s, e).min(3.0) * wait_ms;
                         own[Cause::Pool as usize] += fail;
                     }
                     EdgeKind::Call => {
@@ -471,7 +474,7 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                 }
             }
             // Calls overlap: the slowest one counts in full, the others partly.
-            latency += downstream_max + PARALLEL_SHARE * (downstream_sum - downstream_max);
+            latency += downstream_max + PARALLEL_SHARE * (downstream_sum - downstream_max) + pool_wait_ms;
             let own_ok = own.iter().fold(1.0, |acc, share| acc * (1.0 - share.clamp(0.0, 1.0)));
             let error = (1.0 - own_ok * survive).clamp(0.0, 1.0);
             for c in 0..Cause::COUNT {

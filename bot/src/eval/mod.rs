@@ -48,6 +48,9 @@ pub struct RankedService {
     pub service: String,
     pub kind: String,
     pub confidence: f64,
+    /// The evidence behind it, one line each (`domain/signal: reason`), strongest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
 }
 
 /// The whole report.
@@ -265,6 +268,12 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
                     service: h.service.clone(),
                     kind: h.kind.map_or_else(|| "unknown".to_owned(), |k| k.as_str().to_owned()),
                     confidence: (h.confidence.get() * 1000.0).round() / 1000.0,
+                    evidence: h
+                        .supporting
+                        .iter()
+                        .map(|e| format!("{}/{:?} {:.2}: {}", e.domain.as_str(), e.signal, e.score, e.reason))
+                        .chain(h.contradicting.iter().map(|e| format!("against: {}", e.reason)))
+                        .collect(),
                 })
                 .collect();
         }

@@ -209,7 +209,12 @@ impl Writer<'_> {
         let service = &self.world.services[s];
         let runtime = service.runtime;
         let class = class_name(&service.name);
-        let edge = self.failing_edge(k, s, cause);
+        let edge = if cause == Cause::Pool {
+            // The pool belongs to a database edge.
+            self.world.services[s].deps.iter().copied().find(|&e| self.world.edges[e].kind == EdgeKind::Database)
+        } else {
+            self.failing_edge(k, s, cause)
+        };
         let peer = match edge {
             Some(e) => self.world.services[self.world.edges[e].to].name.clone(),
             None => self.dep_name(s),

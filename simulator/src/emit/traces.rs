@@ -170,7 +170,7 @@ impl Tracer<'_> {
             let mean = match callee.kind {
                 NodeKind::Database => st.query_ms,
                 _ => st.latency_ms,
-            } + pool_wait(edge);
+            };
             let took = mean * (self.rng.normal() * st.sigma.max(0.3)).exp() / (st.sigma.max(0.3).powi(2) / 2.0).exp();
             let failed = callee.kind != NodeKind::Cache && self.rng.chance(st.error.min(1.0));
             if failed {
@@ -220,13 +220,6 @@ trait Pipe: Sized {
 }
 impl<A, B> Pipe for (A, B) {}
 
-fn pool_wait(edge: &crate::model::EdgeState) -> f64 {
-    if edge.pool_pending > 0.0 {
-        crate::model::POOL_TIMEOUT_MS * (edge.pool_pending / (edge.pool_pending + edge.pool_active.max(1.0))).min(1.0)
-    } else {
-        0.0
-    }
-}
 
 /// The share of requests failing in the service itself (not in what it calls).
 fn own_error(st: &crate::model::ServiceState) -> f64 {

@@ -1,0 +1,231 @@
+//! Logs: template mining in the spirit of Drain — numbers, ids, addresses and quoted values
+//! masked so lines of one kind share a template — then new and bursting error templates per
+//! service, and the error classes that name their cause (DNS, TLS, resets, 429, pools,
+//! disks, memory), credited to the peer the line names when it names one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+
+use cairn_connectors::{LogQuery, LogRecord, SourceError, TimeWindow};
+
+use super::{Agent, Context};
+use crate::evidence::{Domain, Evidence, Signal};
+
+/// Most lines read for one investigation.
+const MAX_LINES: usize = 400_000;
+/// Tokens of a line that make its template.
+const TEMPLATE_TOKENS: usize = 14;
+
+pub struct Logs;
+
+/// A line's template: variable tokens masked as `<*>`.
+pub fn template(message: &str) -> String {
+    let first_line = message.lines().next().unwrap_or("");
+    first_line
+        .split_whitespace()
+        .take(TEMPLATE_TOKENS)
+        .map(|token| {
+            let hexish = token.len() >= 8 && token.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+            if hexish || token.starts_with('"') || token.contains("://") {
+                return "<*>".to_owned();
+            }
+            // Digit runs inside a token are variables (`k455`, `10.2.3.4:8080`, `42ms`).
+            let mut out = String::with_capacity(token.len());
+            let mut in_digits = false;
+            for c in token.chars() {
+                if c.is_ascii_digit() {
+                    if !in_digits {
+                        out.push_str("<*>");
+                    }
+                    in_digits = true;
+                } else {
+                    in_digits = false;
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_error(record: &LogRecord) -> bool {
+    let level = record.level.as_deref().unwrap_or("").to_ascii_lowercase();
+    if matches!(level.as_str(), "error" | "err" | "fatal" | "critical" | "severe" | "panic") {
+        return true;
+    }
+    if !level.is_empty() && level != "unknown" {
+        return false;
+    }
+    let m = record.message.to_ascii_lowercase();
+    ["exception", "error", "failed", "panic", "fatal"].iter().any(|w| m.contains(w))
+}
+
+/// The cause a line names, if it names one, and whether it is about a peer.
+fn classify(message: &str) -> Option<(Signal, bool)> {
+    let m = message.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    Some(if has(&["no such host", "unknownhost", "name or service not known", "name resolution", "nxdomain"]) {
+        (Signal::DnsFailure, true)
+    } else if has(&["x509", "certificate has expired", "certificateexpired", "sslhandshake", "tls handshake", "bad certificate"]) {
+        (Signal::TlsFailure, true)
+    } else if has(&["connection reset", "broken pipe", "econnreset"]) {
+        (Signal::PacketLoss, true)
+    } else if has(&["too many requests", "rate limit"]) || m.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| t == "429") {
+        (Signal::RateLimited, true)
+    } else if has(&["no space left", "enospc", "disk full"]) {
+        (Signal::DiskFull, false)
+    } else if has(&["outofmemory", "out of memory", "memoryerror", "heap limit", "oomkilled"]) {
+        (Signal::OomKill, false)
+    } else if has(&["connection is not available", "pool timed out", "queuepool limit", "acquire connection", "too many clients"]) {
+        (Signal::PoolExhaustion, false)
+    } else if has(&["duration: "]) && has(&["statement", "execute"]) || has(&["still waiting for", "lock timeout"]) {
+        (Signal::SlowQueries, false)
+    } else if has(&["timeout", "timed out", "deadline exceeded"]) {
+        (Signal::Latency, true)
+    } else {
+        return None;
+    })
+}
+
+/// The known service a line names, other than the one that wrote it.
+fn peer_in<'a>(message: &str, own: &str, names: &[&'a str]) -> Option<&'a str> {
+    names.iter().copied().find(|n| *n != own && message.contains(n))
+}
+
+#[async_trait]
+impl Agent for Logs {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    async fn survey(&self, cx: &Context<'_>) -> Result<Vec<Evidence>, SourceError> {
+        let lines = cx.source.logs(&LogQuery { window: cx.window(), service: None, contains: None, limit: MAX_LINES }).await?;
+        if lines.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = cx.service_names();
+        // Per service: minutes with logs before and after, templates seen before, error
+        // counts after by template.
+        #[derive(Default)]
+        struct Tally {
+            minutes_before: BTreeSet<i64>,
+            minutes_after: BTreeSet<i64>,
+            errors_before: usize,
+            errors_after: usize,
+            seen_before: BTreeSet<String>,
+            new_after: BTreeMap<String, (usize, String, i64)>,
+        }
+        let mut tally: BTreeMap<String, Tally> = BTreeMap::new();
+        // Causes named in lines after the cut: (credited service, signal) → (count, example, first).
+        let mut causes: BTreeMap<(String, Signal), (usize, String, i64, String)> = BTreeMap::new();
+        let mut causes_before: BTreeMap<(String, Signal), usize> = BTreeMap::new();
+        for r in &lines {
+            let t = tally.entry(r.service.clone()).or_default();
+            let ms = r.ts.timestamp_millis();
+            let after = ms >= cx.cut_ms;
+            let minute = ms / 60_000;
+            if after {
+                t.minutes_after.insert(minute);
+            } else {
+                t.minutes_before.insert(minute);
+            }
+            // Warnings count only where a cause is logged at warn level (slow statements).
+            let error = is_error(r) || r.level.as_deref().is_some_and(|l| l.eq_ignore_ascii_case("warn") || l.eq_ignore_ascii_case("warning")) && classify(&r.message).is_some_and(|(s, _)| s == Signal::SlowQueries);
+            if !error {
+                if !after {
+                    t.seen_before.insert(template(&r.message));
+                }
+                continue;
+            }
+            let tpl = template(&r.message);
+            if after {
+                t.errors_after += 1;
+                if !t.seen_before.contains(&tpl) {
+                    let entry = t.new_after.entry(tpl).or_insert((0, r.message.clone(), ms));
+                    entry.0 += 1;
+                }
+            } else {
+                t.errors_before += 1;
+                t.seen_before.insert(tpl);
+            }
+            if let Some((signal, about_peer)) = classify(&r.message) {
+                let credited = if about_peer { peer_in(&r.message, &r.service, &names).unwrap_or(&r.service) } else { &r.service };
+                let key = (credited.to_owned(), signal);
+                if after {
+                    let entry = causes.entry(key).or_insert((0, r.message.clone(), ms, r.service.clone()));
+                    entry.0 += 1;
+                } else {
+                    *causes_before.entry(key).or_default() += 1;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let window = TimeWindow { start: cx.cut(), end: cx.window().end };
+        let mk = |service: &str, signal: Signal, score: f64, onset: Option<i64>, query: String, reason: String, observed: f64, baseline: f64| Evidence {
+            domain: Domain::Logs,
+            service: service.to_owned(),
+            signal,
+            source: cx.source.name().to_owned(),
+            query,
+            window,
+            observed,
+            baseline,
+            score,
+            onset_ms: onset,
+            reason,
+            link: None,
+        };
+        for (service, t) in &tally {
+            let before_rate = t.errors_before as f64 / t.minutes_before.len().max(1) as f64;
+            let after_rate = t.errors_after as f64 / t.minutes_after.len().max(1) as f64;
+            if t.errors_after >= 3 && after_rate > 3.0 * before_rate.max(0.5) {
+                let ratio = after_rate / before_rate.max(0.5);
+                out.push(mk(service, Signal::Errors, (0.3 + 0.1 * ratio.ln()).clamp(0.3, 0.8), None, format!("error-level logs of {service}, per minute, before vs after the onset"), format!("{after_rate:.1} error lines/min (baseline {before_rate:.1})"), after_rate, before_rate));
+            }
+            if let Some((tpl, (count, example, first))) = t.new_after.iter().max_by_key(|(_, v)| v.0) {
+                if *count >= 3 && !t.minutes_before.is_empty() {
+                    let short: String = example.lines().next().unwrap_or("").chars().take(160).collect();
+                    let _ = tpl;
+                    out.push(mk(service, Signal::NewErrorTemplate, (0.4 + 0.05 * (*count as f64).ln()).min(0.75), Some(*first), format!("log templates of {service} not seen before the onset"), format!("new error: \"{short}\" ({count}×)"), *count as f64, 0.0));
+                }
+            }
+        }
+        for ((service, signal), (count, example, first, writer)) in causes {
+            let before = causes_before.get(&(service.clone(), signal)).copied().unwrap_or(0);
+            if count < 3 || count < 4 * before.max(1) && before > 0 {
+                continue;
+            }
+            let short: String = example.lines().next().unwrap_or("").chars().take(160).collect();
+            let from = if writer == service { String::new() } else { format!(" in {writer}'s logs") };
+            let score = match signal {
+                Signal::Latency => 0.35,
+                _ => (0.55 + 0.05 * (count as f64).ln()).min(0.85),
+            };
+            out.push(mk(&service, signal, score, Some(first), format!("logs mentioning {service} after the onset, by error class"), format!("{count} lines{from}: \"{short}\""), count as f64, before as f64));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_mask_variables() {
+        assert_eq!(template("Timeout calling payments: no response after 2000 ms"), "Timeout calling payments: no response after <*> ms");
+        assert_eq!(template("user 3f1a9c2e0b logged in from 10.2.3.4"), "user <*> logged in from <*>.<*>.<*>.<*>");
+        assert_eq!(template("bad body on /api/v1/ledger/k455"), template("bad body on /api/v1/ledger/k12"));
+        assert_eq!(classify("bad body on /api/v1/x/k429"), None);
+        assert_eq!(template("GET /api/v1/items/42 200"), template("GET /api/v1/items/97 200"));
+    }
+
+    #[test]
+    fn classes_name_their_peer() {
+        assert_eq!(classify("dial tcp: lookup payments.prod.svc.cluster.local on 10.96.0.10:53: no such host"), Some((Signal::DnsFailure, true)));
+        assert_eq!(peer_in("lookup payments.prod.svc on x", "checkout", &["payments-db", "payments"]), Some("payments"));
+        assert_eq!(classify("HikariPool-1 - Connection is not available, request timed out after 3000ms."), Some((Signal::PoolExhaustion, false)));
+    }
+}

@@ -1,0 +1,146 @@
+//! The domain agents: one specialist per angle, all behind [`Agent`].
+//!
+//! Round 1 calls [`Agent::survey`] on every agent at once; later rounds call
+//! [`Agent::examine`] with the leading suspects so an agent can look further where the
+//! evidence points. Agents only read through the metered source and only write evidence.
+
+pub mod changes;
+pub mod database;
+pub mod infrastructure;
+pub mod logs;
+pub mod metrics;
+pub mod network;
+pub mod precedent;
+pub mod topology;
+pub mod traces;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use cairn_connectors::{DataSource, SeriesSelector, Series, SourceError, TimeWindow, Topology};
+
+use crate::evidence::{Domain, Evidence, Signal};
+use crate::incident::Incident;
+use crate::signals::{shift, strength, Direction, Points};
+
+/// How far before the page a fault's first effects may already show.
+pub const ONSET_LEAD_MS: i64 = 2 * 60_000;
+
+/// What every agent of one investigation shares.
+pub struct Context<'a> {
+    pub incident: &'a Incident,
+    pub source: &'a dyn DataSource,
+    /// The service graph (empty when no source knows it).
+    pub topology: Topology,
+    /// Baseline before, anomaly after: the onset less a lead.
+    pub cut_ms: i64,
+    /// When the investigation's time budget runs out.
+    pub deadline: std::time::Instant,
+}
+
+impl Context<'_> {
+    pub fn window(&self) -> TimeWindow {
+        self.incident.window
+    }
+
+    pub fn cut(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.cut_ms).unwrap_or(self.incident.onset)
+    }
+
+    /// Every series of `metric` in the window (all services).
+    pub async fn metric(&self, metric: &str) -> Result<Vec<Series>, SourceError> {
+        self.source.series(&SeriesSelector { metric: Some(metric.to_owned()), ..SeriesSelector::all(self.window()) }).await
+    }
+
+    /// Known service names, longest first (for finding names inside text).
+    pub fn service_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.topology.services.iter().map(|s| s.name.as_str()).collect();
+        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        names
+    }
+
+    /// The kind the topology gives a service (`database`, `external`…), if any.
+    pub fn kind_of(&self, service: &str) -> Option<&str> {
+        self.topology.service(service).and_then(|s| s.kind.as_deref())
+    }
+
+    /// Evidence that `points` shifted in `direction` after the cut, when it did.
+    #[allow(clippy::too_many_arguments)]
+    pub fn shifted(
+        &self,
+        domain: Domain,
+        signal: Signal,
+        service: &str,
+        query: String,
+        points: &Points,
+        direction: Direction,
+        min_z: f64,
+        describe: impl Fn(f64, f64) -> String,
+    ) -> Option<Evidence> {
+        let s = shift(points, self.cut_ms, direction)?;
+        // A sustained move counts more than one spike.
+        let z = s.z.min(s.sustained_z.max(s.z * 0.6));
+        if z < min_z {
+            return None;
+        }
+        Some(Evidence {
+            domain,
+            service: service.to_owned(),
+            signal,
+            source: self.source.name().to_owned(),
+            query,
+            window: TimeWindow { start: self.cut(), end: self.window().end },
+            observed: s.peak,
+            baseline: s.baseline,
+            // A blip that came and went before the data ends counts for less.
+            score: strength(z) * (0.1 + 0.9 * s.persistence()),
+            onset_ms: s.onset_ms,
+            reason: describe(s.baseline, s.peak),
+            link: None,
+        })
+    }
+}
+
+/// A specialist that surveys one domain and, later, examines suspects.
+#[async_trait]
+pub trait Agent: Send + Sync {
+    /// Its name in progress events.
+    fn name(&self) -> &'static str;
+
+    /// Round 1: everything in this domain that left its baseline.
+    async fn survey(&self, cx: &Context<'_>) -> Result<Vec<Evidence>, SourceError>;
+
+    /// Later rounds: look closer at the leading suspects (and at what the ledger holds).
+    async fn examine(&self, _cx: &Context<'_>, _suspects: &[String], _ledger: &[Evidence]) -> Result<Vec<Evidence>, SourceError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The standard line-up of agents.
+pub fn all() -> Vec<Box<dyn Agent>> {
+    vec![
+        Box::new(changes::Changes),
+        Box::new(metrics::Metrics),
+        Box::new(topology::TopologyAgent),
+        Box::new(logs::Logs),
+        Box::new(traces::Traces),
+        Box::new(infrastructure::Infrastructure),
+        Box::new(database::Database),
+        Box::new(network::Network),
+        Box::new(precedent::Precedent),
+    ]
+}
+
+/// Formats a number for a reason line: short, with sensible precision.
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else if a >= 0.01 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2e}")
+    }
+}

@@ -1,0 +1,156 @@
+//! Series arithmetic shared by the agents: counters to rates, ratios of series, and the shift
+//! of a series after the onset against its own robust baseline.
+
+use std::collections::BTreeMap;
+
+use cairn_connectors::{Sample, Series};
+
+use crate::stats::Baseline;
+
+/// Which way a signal moves when something is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+    Either,
+}
+
+/// The direction that means trouble for a metric, from its name.
+pub fn trouble_direction(metric: &str) -> Direction {
+    let m = metric.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    if has(&["success", "availability", "hit_ratio", "hit_rate", "_up", "probe_success"]) && !has(&["duration", "latency"]) {
+        Direction::Down
+    } else if has(&[
+        "latency", "duration", "seconds", "error", "cpu", "memory", "restart", "throttl", "wait", "lag", "retrans",
+        "reset", "timeout", "fail", "oom", "disk", "usage", "pending", "dropped", "locks",
+    ]) {
+        Direction::Up
+    } else {
+        Direction::Either
+    }
+}
+
+/// Whether a metric is a monotonic counter (its rate is what matters).
+pub fn is_counter(metric: &str) -> bool {
+    metric.ends_with("_total") || metric.ends_with("_count") || metric.ends_with("_sum") || metric.ends_with("_bucket")
+}
+
+/// Points of a derived signal: (epoch ms, value).
+pub type Points = Vec<(i64, f64)>;
+
+/// Per-second rate of a counter between consecutive samples; a reset (drop) starts over.
+pub fn rate(samples: &[Sample]) -> Points {
+    samples
+        .windows(2)
+        .filter_map(|w| {
+            let dt = (w[1].ts_ms - w[0].ts_ms) as f64 / 1000.0;
+            let dv = w[1].value - w[0].value;
+            (dt > 0.0 && dv >= 0.0).then_some((w[1].ts_ms, dv / dt))
+        })
+        .collect()
+}
+
+/// The raw samples as points.
+pub fn points(samples: &[Sample]) -> Points {
+    samples.iter().map(|s| (s.ts_ms, s.value)).collect()
+}
+
+/// The signal a series carries: its rate for counters, its values otherwise.
+pub fn signal_of(series: &Series) -> Points {
+    if is_counter(&series.metric) {
+        rate(&series.samples)
+    } else {
+        points(&series.samples)
+    }
+}
+
+/// Sums point series that share timestamps (e.g. one counter over several pods).
+pub fn sum(parts: &[Points]) -> Points {
+    let mut total: BTreeMap<i64, f64> = BTreeMap::new();
+    for part in parts {
+        for &(t, v) in part {
+            *total.entry(t).or_default() += v;
+        }
+    }
+    total.into_iter().collect()
+}
+
+/// `num / den` where both have a point; points where `den` is ~0 are left out.
+pub fn ratio(num: &Points, den: &Points) -> Points {
+    let den: BTreeMap<i64, f64> = den.iter().copied().collect();
+    num.iter()
+        .filter_map(|&(t, n)| den.get(&t).filter(|d| **d > 1e-9).map(|d| (t, n / d)))
+        .collect()
+}
+
+/// How a signal moved after the cut, against the baseline before it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shift {
+    pub baseline: f64,
+    /// Typical value after the cut (median).
+    pub after: f64,
+    /// The most extreme value after the cut in the trouble direction.
+    pub peak: f64,
+    /// Robust z of the peak (in baseline noise units), signed towards trouble.
+    pub z: f64,
+    /// Robust z of the after-median: a sustained shift, not a spike.
+    pub sustained_z: f64,
+    /// When the signal first left its baseline (epoch ms).
+    pub onset_ms: Option<i64>,
+    /// How long (ms) the signal stayed beyond 3σ after the cut.
+    pub anomalous_ms: i64,
+    /// Whether it is still beyond 3σ at the end of the data.
+    pub ongoing: bool,
+}
+
+impl Shift {
+    /// `[0, 1]`: 1 for a shift that lasts (or has not ended), less for a blip that came and went.
+    pub fn persistence(&self) -> f64 {
+        if self.ongoing {
+            1.0
+        } else {
+            (self.anomalous_ms as f64 / (8.0 * 60_000.0)).min(1.0)
+        }
+    }
+}
+
+/// Compares the points after `cut_ms` with those before; `None` without enough of either.
+pub fn shift(points: &Points, cut_ms: i64, direction: Direction) -> Option<Shift> {
+    let before: Vec<f64> = points.iter().filter(|p| p.0 < cut_ms).map(|p| p.1).filter(|v| v.is_finite()).collect();
+    let after: Vec<(i64, f64)> = points.iter().copied().filter(|p| p.0 >= cut_ms && p.1.is_finite()).collect();
+    if before.len() < 2 || after.is_empty() {
+        return None;
+    }
+    let base = Baseline::of(&before)?;
+    let signed = |v: f64| match direction {
+        Direction::Up => (v - base.median) / base.sigma,
+        Direction::Down => (base.median - v) / base.sigma,
+        Direction::Either => (v - base.median).abs() / base.sigma,
+    };
+    let (peak_t, peak) = after.iter().copied().max_by(|a, b| signed(a.1).total_cmp(&signed(b.1)))?;
+    let _ = peak_t;
+    let mut values: Vec<f64> = after.iter().map(|p| p.1).collect();
+    let after_median = crate::stats::median(&mut values)?;
+    // Onset: the first of two consecutive points beyond 4σ (one point is noise).
+    let recent: Vec<(i64, f64)> = points.iter().copied().filter(|p| p.0 >= cut_ms - 10 * 60_000).collect();
+    let onset_ms = recent
+        .iter()
+        .enumerate()
+        .find(|(i, p)| signed(p.1) > 4.0 && recent.get(i + 1).is_none_or(|n| signed(n.1) > 4.0))
+        .map(|(_, p)| p.0);
+    let step = if after.len() >= 2 { (after[after.len() - 1].0 - after[0].0) / (after.len() as i64 - 1) } else { 60_000 };
+    let anomalous_ms = after.iter().filter(|p| signed(p.1) > 3.0).count() as i64 * step.max(1);
+    let tail = after.len().min(2);
+    let ongoing = after[after.len() - tail..].iter().all(|p| signed(p.1) > 3.0);
+    Some(Shift { baseline: base.median, after: after_median, peak, z: signed(peak), sustained_z: signed(after_median), onset_ms, anomalous_ms, ongoing })
+}
+
+/// Strength in `[0, 1]` of a robust z: 3σ is weak, 10σ strong.
+pub fn strength(z: f64) -> f64 {
+    if z <= 2.0 {
+        0.0
+    } else {
+        1.0 - (-(z - 2.0) / 6.0).exp()
+    }
+}
