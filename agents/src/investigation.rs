@@ -79,7 +79,7 @@ pub async fn investigate_with(incident: &Incident, sources: &dyn DataSource, opt
     progress.send(Progress::RoundStarted { round: 1 });
     let mut per_agent: BTreeMap<&'static str, usize> = BTreeMap::new();
     run_round(&agents, &cx, &ledger, progress, &mut per_agent, None).await;
-    let mut ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref());
+    let mut ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref(), incident.onset.timestamp_millis());
     announce(progress, &[], &ranking);
 
     let mut rounds = 1;
@@ -91,7 +91,7 @@ pub async fn investigate_with(incident: &Incident, sources: &dyn DataSource, opt
         let before = ledger.len();
         run_round(&agents, &cx, &ledger, progress, &mut per_agent, Some((&suspects, &snapshot))).await;
         let previous = ranking;
-        ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref());
+        ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref(), incident.onset.timestamp_millis());
         announce(progress, &previous, &ranking);
         let top = |r: &[Hypothesis]| r.iter().take(3).map(|h| h.service.clone()).collect::<Vec<_>>();
         if ledger.len() == before || top(&previous) == top(&ranking) {
@@ -231,7 +231,7 @@ fn kind_of(evidence: &[&Evidence], change_aligned: bool, load_origin: bool) -> O
 /// domains builds confidence. Then the tests of the later rounds: a change counts only when
 /// the service it touched is in trouble; a service whose dependency is in trouble that
 /// started no later is a likely victim; traffic is blamed on where it enters.
-pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>) -> Vec<Hypothesis> {
+pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, page_ms: i64) -> Vec<Hypothesis> {
     let mut by_service: BTreeMap<&str, Vec<&Evidence>> = BTreeMap::new();
     for e in evidence.iter().filter(|e| e.score > 0.0) {
         by_service.entry(e.service.as_str()).or_default().push(e);
@@ -254,7 +254,9 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>) -> 
         let onset = items.iter().filter(|e| e.domain != Domain::Changes).filter_map(|e| e.onset_ms).min();
         // Does a change line up: the service is in trouble, and not since long before it.
         let change_at = items.iter().filter(|e| e.domain == Domain::Changes).filter_map(|e| e.onset_ms).max();
-        let change_aligned = trouble >= 0.3 && change_at.is_some() && onset.is_none_or(|o| change_at.is_some_and(|c| o >= c - 3 * 60_000));
+        // A bad change shows within minutes; trouble that began long after it is something else.
+        let trouble_onset = onset.unwrap_or(page_ms);
+        let change_aligned = trouble >= 0.3 && change_at.is_some_and(|c| trouble_onset >= c - 3 * 60_000 && trouble_onset <= c + 8 * 60_000);
         let load_origin = has_load(service) && !callers_of(service).iter().any(|c| has_load(c));
         let mut best: BTreeMap<Domain, f64> = BTreeMap::new();
         for e in items {
@@ -269,11 +271,19 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>) -> 
             let slot = best.entry(e.domain).or_default();
             *slot = slot.max(score * weight);
         }
-        let mut score = 1.0 - best.values().fold(1.0, |acc, s| acc * (1.0 - s.clamp(0.0, 0.99)));
+        // Witnesses are not fully independent (one blip shows in several domains): the
+        // strongest counts in full, the next less, the rest little.
+        let mut ordered: Vec<f64> = best.values().copied().collect();
+        ordered.sort_by(|a, b| b.total_cmp(a));
+        let weights = [1.0, 0.8, 0.5, 0.3];
+        let mut score = 1.0 - ordered.iter().enumerate().fold(1.0, |acc, (i, s)| acc * (1.0 - s.clamp(0.0, 0.99) * weights[i.min(3)]));
         let witnesses = best.iter().filter(|(d, s)| **d != Domain::Topology && **s >= 0.25).count();
         if witnesses <= 1 {
             score *= 0.75;
         }
+        // Weak signals, however many, do not make a claim: one witness must be clear.
+        let strongest = best.iter().filter(|(d, _)| **d != Domain::Topology).map(|(_, s)| *s).fold(0.0, f64::max);
+        score = score.min(strongest + 0.1);
         let cause = items
             .iter()
             .filter(|e| is_cause(e.signal) || (e.domain == Domain::Changes && change_aligned) || (e.signal == Signal::Load && load_origin))

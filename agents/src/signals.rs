@@ -154,3 +154,38 @@ pub fn strength(z: f64) -> f64 {
         1.0 - (-(z - 2.0) / 6.0).exp()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(values: &[f64]) -> Points {
+        values.iter().enumerate().map(|(i, v)| (i as i64 * 60_000, *v)).collect()
+    }
+
+    #[test]
+    fn a_lasting_step_is_a_shift_with_its_onset() {
+        let mut v = vec![100.0, 102.0, 98.0, 101.0, 99.0, 100.0, 103.0, 97.0, 100.0, 101.0];
+        v.extend([400.0, 420.0, 410.0, 405.0, 415.0]);
+        let s = shift(&series(&v), 10 * 60_000, Direction::Up).unwrap();
+        assert!(s.z > 20.0 && s.sustained_z > 20.0, "{s:?}");
+        assert_eq!(s.onset_ms, Some(10 * 60_000));
+        assert!(s.ongoing && s.persistence() == 1.0);
+    }
+
+    #[test]
+    fn a_blip_that_passed_has_low_persistence() {
+        let mut v = vec![100.0; 20];
+        v.extend([400.0, 100.0, 101.0, 99.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0]);
+        let s = shift(&series(&v), 20 * 60_000, Direction::Up).unwrap();
+        assert!(!s.ongoing && s.persistence() < 0.2, "{s:?}");
+    }
+
+    #[test]
+    fn counters_become_rates_and_ratios_align() {
+        let samples: Vec<Sample> = [0.0, 60.0, 120.0, 0.0, 60.0].iter().enumerate().map(|(i, v)| Sample { ts_ms: i as i64 * 60_000, value: *v }).collect();
+        let r = rate(&samples);
+        assert_eq!(r, vec![(60_000, 1.0), (120_000, 1.0), (240_000, 1.0)], "a reset is skipped");
+        assert_eq!(ratio(&r, &vec![(60_000, 2.0)]), vec![(60_000, 0.5)]);
+    }
+}

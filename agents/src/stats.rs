@@ -44,8 +44,17 @@ impl Baseline {
     /// Baseline of `values`; `None` when there are no finite values.
     pub fn of(values: &[f64]) -> Option<Self> {
         let (median, mad) = median_mad(values)?;
+        // A sparse series (mostly one value, now and then another) has no MAD; the range
+        // its baseline already covered is then the scale of its noise.
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let q95 = sorted[((sorted.len() - 1) as f64 * 0.95).round() as usize];
+        // Only then: a range floor would let a fault that began just before the cut
+        // inflate the noise of a well-behaved series.
+        let range_floor = if mad == 0.0 { (q95 - median).abs() / 3.0 } else { 0.0 };
         let sigma = (1.4826 * mad)
             .max(RELATIVE_SIGMA_FLOOR * median.abs())
+            .max(range_floor)
             .max(ABSOLUTE_SIGMA_FLOOR);
         Some(Self { median, mad, sigma })
     }

@@ -26,24 +26,30 @@ pub fn template(message: &str) -> String {
         .split_whitespace()
         .take(TEMPLATE_TOKENS)
         .map(|token| {
-            let hexish = token.len() >= 8 && token.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
-            if hexish || token.starts_with('"') || token.contains("://") {
+            if token.starts_with('"') || token.contains("://") {
                 return "<*>".to_owned();
             }
-            // Digit runs inside a token are variables (`k455`, `10.2.3.4:8080`, `42ms`).
+            // Within a token, every segment holding a digit is a variable: `k455`,
+            // `3d4220b0`, `10.2.3.4:8080`, `42ms`.
             let mut out = String::with_capacity(token.len());
-            let mut in_digits = false;
-            for c in token.chars() {
-                if c.is_ascii_digit() {
-                    if !in_digits {
-                        out.push_str("<*>");
-                    }
-                    in_digits = true;
+            let mut segment = String::new();
+            let flush = |segment: &mut String, out: &mut String| {
+                if segment.chars().any(|c| c.is_ascii_digit()) {
+                    out.push_str("<*>");
                 } else {
-                    in_digits = false;
+                    out.push_str(segment);
+                }
+                segment.clear();
+            };
+            for c in token.chars() {
+                if c.is_alphanumeric() {
+                    segment.push(c);
+                } else {
+                    flush(&mut segment, &mut out);
                     out.push(c);
                 }
             }
+            flush(&mut segment, &mut out);
             out
         })
         .collect::<Vec<_>>()
@@ -120,6 +126,8 @@ impl Agent for Logs {
         let mut tally: BTreeMap<String, Tally> = BTreeMap::new();
         // Causes named in lines after the cut: (credited service, signal) → (count, example, first).
         let mut causes: BTreeMap<(String, Signal), (usize, String, i64, String)> = BTreeMap::new();
+        let mut last_seen: BTreeMap<(String, Signal), i64> = BTreeMap::new();
+        let coverage_end = lines.iter().map(|r| r.ts.timestamp_millis()).max().unwrap_or(cx.cut_ms);
         let mut causes_before: BTreeMap<(String, Signal), usize> = BTreeMap::new();
         for r in &lines {
             let t = tally.entry(r.service.clone()).or_default();
@@ -154,6 +162,7 @@ impl Agent for Logs {
                 let credited = if about_peer { peer_in(&r.message, &r.service, &names).unwrap_or(&r.service) } else { &r.service };
                 let key = (credited.to_owned(), signal);
                 if after {
+                    last_seen.insert(key.clone(), ms);
                     let entry = causes.entry(key).or_insert((0, r.message.clone(), ms, r.service.clone()));
                     entry.0 += 1;
                 } else {
@@ -185,7 +194,8 @@ impl Agent for Logs {
                 out.push(mk(service, Signal::Errors, (0.3 + 0.1 * ratio.ln()).clamp(0.3, 0.8), None, format!("error-level logs of {service}, per minute, before vs after the onset"), format!("{after_rate:.1} error lines/min (baseline {before_rate:.1})"), after_rate, before_rate));
             }
             if let Some((tpl, (count, example, first))) = t.new_after.iter().max_by_key(|(_, v)| v.0) {
-                if *count >= 3 && !t.minutes_before.is_empty() {
+                // A handful of lines of an unseen template is chance; it takes a burst.
+                if *count >= 3 && (*count as f64) >= 0.5 * t.minutes_after.len() as f64 && !t.minutes_before.is_empty() {
                     let short: String = example.lines().next().unwrap_or("").chars().take(160).collect();
                     let _ = tpl;
                     out.push(mk(service, Signal::NewErrorTemplate, (0.4 + 0.05 * (*count as f64).ln()).min(0.75), Some(*first), format!("log templates of {service} not seen before the onset"), format!("new error: \"{short}\" ({count}×)"), *count as f64, 0.0));
@@ -199,10 +209,15 @@ impl Agent for Logs {
             }
             let short: String = example.lines().next().unwrap_or("").chars().take(160).collect();
             let from = if writer == service { String::new() } else { format!(" in {writer}'s logs") };
-            let score = match signal {
+            let mut score = match signal {
                 Signal::Latency => 0.35,
                 _ => (0.55 + 0.05 * (count as f64).ln()).min(0.85),
             };
+            // Lines that stopped well before the logs end were a blip that passed.
+            let last = last_seen.get(&(service.clone(), signal)).copied().unwrap_or(first);
+            if last < coverage_end - 3 * 60_000 {
+                score *= 0.1 + 0.9 * ((last - first) as f64 / (8.0 * 60_000.0)).min(1.0);
+            }
             out.push(mk(&service, signal, score, Some(first), format!("logs mentioning {service} after the onset, by error class"), format!("{count} lines{from}: \"{short}\""), count as f64, before as f64));
         }
         Ok(out)
@@ -217,6 +232,7 @@ mod tests {
     fn templates_mask_variables() {
         assert_eq!(template("Timeout calling payments: no response after 2000 ms"), "Timeout calling payments: no response after <*> ms");
         assert_eq!(template("user 3f1a9c2e0b logged in from 10.2.3.4"), "user <*> logged in from <*>.<*>.<*>.<*>");
+        assert_eq!(template("path=/api/v1/x/3d4220b0 failed"), template("path=/api/v1/x/9c1f00aa failed"));
         assert_eq!(template("bad body on /api/v1/ledger/k455"), template("bad body on /api/v1/ledger/k12"));
         assert_eq!(classify("bad body on /api/v1/x/k429"), None);
         assert_eq!(template("GET /api/v1/items/42 200"), template("GET /api/v1/items/97 200"));

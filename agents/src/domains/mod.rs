@@ -77,7 +77,11 @@ impl Context<'_> {
         min_z: f64,
         describe: impl Fn(f64, f64) -> String,
     ) -> Option<Evidence> {
-        let s = shift(points, self.cut_ms, direction)?;
+        let s = shift(points, self.cut_ms, direction);
+        if std::env::var("CAIRN_DEBUG_METRICS").is_ok() {
+            eprintln!("shift {service} {query}: {:?} ({} points)", s, points.len());
+        }
+        let s = s?;
         // A sustained move counts more than one spike.
         let z = s.z.min(s.sustained_z.max(s.z * 0.6));
         if z < min_z {
