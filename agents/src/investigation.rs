@@ -314,7 +314,6 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
                     _ => true,
                 } || dep_cause >= 0.8 && a.cause < 0.5;
                 let explains = dep_score >= 0.6 * a.score || dep_cause >= 0.5 && dep_cause >= a.cause;
-                tracing::debug!(service = a.service, dep, dep_score, dep_cause, ?dep_onset, onset = ?a.onset, earlier, explains, "victim test");
                 if earlier && explains && worst.is_none_or(|(_, w)| dep_score > w) {
                     worst = Some((dep, dep_score));
                 }
@@ -371,6 +370,13 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
                     reason: format!("{cache}, used by the same callers, stopped absorbing reads: {} takes the load", a.service),
                     link: None,
                 });
+            }
+        }
+        // A node that only stands for the way into something else (a load balancer, a client
+        // with no dependencies of its own) is rarely the cause of what lies behind it.
+        if let Some(node) = topology.service(a.service) {
+            if node.depends_on.is_empty() && matches!(node.kind.as_deref(), Some("gateway" | "client")) && !a.load_origin {
+                score *= 0.9;
             }
         }
         // Nearer the paged service is likelier to explain the page (a tie-breaker).

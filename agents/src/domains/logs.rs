@@ -112,6 +112,7 @@ impl Agent for Logs {
             return Ok(Vec::new());
         }
         let names = cx.service_names();
+        let cut_ms = cx.cut_for(lines.iter().map(|r| r.ts.timestamp_millis()).collect());
         // Per service: minutes with logs before and after, templates seen before, error
         // counts after by template.
         #[derive(Default)]
@@ -132,7 +133,7 @@ impl Agent for Logs {
         for r in &lines {
             let t = tally.entry(r.service.clone()).or_default();
             let ms = r.ts.timestamp_millis();
-            let after = ms >= cx.cut_ms;
+            let after = ms >= cut_ms;
             let minute = ms / 60_000;
             if after {
                 t.minutes_after.insert(minute);

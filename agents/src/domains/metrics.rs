@@ -73,7 +73,6 @@ impl Agent for Metrics {
                 }
             }
             for (name, series) in by_service {
-                if std::env::var("CAIRN_DEBUG_METRICS").is_ok() { eprintln!("metrics: {name}: {} series", series.len()); }
                 for evidence in examine_service(cx, &name, &series) {
                     let key = (evidence.service.clone(), evidence.signal);
                     if found.get(&key).is_none_or(|e| e.score < evidence.score) {

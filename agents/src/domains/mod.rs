@@ -52,6 +52,19 @@ impl Context<'_> {
         self.source.series(&SeriesSelector { metric: Some(metric.to_owned()), ..SeriesSelector::all(self.window()) }).await
     }
 
+    /// The cut for data captured only around the page (short trace or log captures): the
+    /// usual cut when enough of the data lies before it, else a later one up to the page,
+    /// so there is a baseline at all.
+    pub fn cut_for(&self, mut times: Vec<i64>) -> i64 {
+        if times.is_empty() {
+            return self.cut_ms;
+        }
+        times.sort_unstable();
+        let page = self.incident.onset.timestamp_millis();
+        let enough = |cut: i64| times.partition_point(|t| *t < cut) * 5 >= times.len();
+        [self.cut_ms, page - 60_000, page - 30_000, page].into_iter().find(|c| enough(*c)).unwrap_or(self.cut_ms)
+    }
+
     /// Known service names, longest first (for finding names inside text).
     pub fn service_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.topology.services.iter().map(|s| s.name.as_str()).collect();
@@ -77,11 +90,7 @@ impl Context<'_> {
         min_z: f64,
         describe: impl Fn(f64, f64) -> String,
     ) -> Option<Evidence> {
-        let s = shift(points, self.cut_ms, direction);
-        if std::env::var("CAIRN_DEBUG_METRICS").is_ok() {
-            eprintln!("shift {service} {query}: {:?} ({} points)", s, points.len());
-        }
-        let s = s?;
+        let s = shift(points, self.cut_ms, direction)?;
         // A sustained move counts more than one spike.
         let z = s.z.min(s.sustained_z.max(s.z * 0.6));
         if z < min_z {

@@ -45,14 +45,24 @@ impl Agent for Traces {
                 children.entry((s.trace_id.as_str(), parent.as_str())).or_default().push(s);
             }
         }
+        let cut_ms = cx.cut_for(spans.iter().map(|s| s.ts.timestamp_millis()).collect());
         let mut per: BTreeMap<String, PerService> = BTreeMap::new();
+        // Client spans whose only children are another service's server spans: the time
+        // between is the network (and the callee's queues) on that edge, credited to the callee.
+        let mut edges: BTreeMap<(String, String), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
         for s in &spans {
             let kids = children.get(&(s.trace_id.as_str(), s.span_id.as_str()));
             let child_time: f64 = kids.map_or(0.0, |k| k.iter().map(|c| c.duration_ms).sum());
             let own = (s.duration_ms - child_time).max(0.0);
+            let after = s.ts.timestamp_millis() >= cut_ms;
+            if let Some(kids) = kids.filter(|k| k.iter().all(|c| c.service != s.service)) {
+                let callee = kids[0].service.clone();
+                let slot = edges.entry((s.service.clone(), callee)).or_default();
+                if after { slot.1.push(own) } else { slot.0.push(own) }
+                continue;
+            }
             let peer = s.attrs.get("peer.service").and_then(|v| v.as_str()).filter(|_| kids.is_none());
             let credited = peer.unwrap_or(&s.service).to_owned();
-            let after = s.ts.timestamp_millis() >= cx.cut_ms;
             let p = per.entry(credited).or_default();
             if after {
                 p.after.push(own);
@@ -75,6 +85,31 @@ impl Agent for Traces {
         }
         let mut out = Vec::new();
         let window = TimeWindow { start: cx.cut(), end: cx.window().end };
+        for ((caller, callee), (before, after)) in &edges {
+            if before.len() < 3 || after.len() < 3 {
+                continue;
+            }
+            let (Some(base), Some(mut now)) = (Baseline::of(before), Some(after.clone())) else { continue };
+            now.sort_by(f64::total_cmp);
+            let median_after = now[now.len() / 2];
+            let z = (median_after - base.median) / base.sigma.max(1.0);
+            if z >= 5.0 && median_after > base.median + 20.0 {
+                out.push(Evidence {
+                    domain: Domain::Traces,
+                    service: callee.clone(),
+                    signal: Signal::PacketLoss,
+                    source: cx.source.name().to_owned(),
+                    query: format!("{caller} → {callee}: client span time not spent inside {callee}, before vs after the onset"),
+                    window,
+                    observed: median_after,
+                    baseline: base.median,
+                    score: crate::signals::strength(z) * 0.85,
+                    onset_ms: None,
+                    reason: format!("calls from {caller} spend {} ms on the way to and from {callee} (was {} ms): network or connection trouble at {callee}", num(median_after), num(base.median)),
+                    link: None,
+                });
+            }
+        }
         for (service, p) in per {
             if p.before.len() >= 5 && p.after.len() >= 5 {
                 let base = Baseline::of(&p.before);
