@@ -116,6 +116,9 @@ pub struct Evidence {
     /// A dashboard, commit or pull request, when the source gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The signal around the onset, a few dozen points, for a sparkline.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trend: Vec<f64>,
 }
 
 /// The evidence every agent of one investigation has found so far.

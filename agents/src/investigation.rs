@@ -341,6 +341,7 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
                     onset_ms: None,
                     reason: format!("its dependency {dep} is in trouble too, and no later: {} may be a victim", a.service),
                     link: None,
+                    trend: Vec::new(),
                 });
             }
         }
@@ -369,6 +370,7 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
                     onset_ms: None,
                     reason: format!("{cache}, used by the same callers, stopped absorbing reads: {} takes the load", a.service),
                     link: None,
+                    trend: Vec::new(),
                 });
             }
         }
@@ -398,9 +400,15 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
                 kept.push(e.clone());
             }
         }
+        let kind = kind_of(&a.evidence, a.change_aligned, a.load_origin);
+        // The evidence that names the kind leads.
+        if let Some(i) = kept.iter().position(|e| kind.is_some() && kind_of(&[e], a.change_aligned, a.load_origin) == kind) {
+            let lead = kept.remove(i);
+            kept.insert(0, lead);
+        }
         hypotheses.push(Hypothesis {
             service: a.service.to_owned(),
-            kind: kind_of(&a.evidence, a.change_aligned, a.load_origin),
+            kind,
             confidence: Confidence::new(score),
             supporting: kept,
             contradicting,

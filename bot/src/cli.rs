@@ -24,6 +24,9 @@ pub struct Cli {
 /// What `cairn` can do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a simulated incident end to end: the page, the live investigation and the thread
+    /// as Slack would show it. Offline: no accounts, no network, no model.
+    Demo(DemoArgs),
     /// Apply database migrations to CAIRN_DATABASE_URL.
     Migrate,
     /// Investigate every telemetry bundle (or simulated scenario) under a directory and
@@ -31,6 +34,18 @@ pub enum Command {
     Eval(EvalArgs),
     /// Write the telemetry bundle a scenario file produces.
     Simulate(SimulateArgs),
+}
+
+/// Arguments of `cairn demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// A built-in scenario name (see scenarios/) or a scenario file; default
+    /// shop-checkout-bad-deploy.
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<String>,
+    /// No colour (also the default when output is not a terminal).
+    #[arg(long)]
+    pub plain: bool,
 }
 
 /// Arguments of `cairn simulate`.
@@ -101,8 +116,13 @@ pub fn init_tracing() {
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Demo(args) = &cli.command {
+        // The demo needs no configuration: it runs the same anywhere.
+        return crate::demo::run(args).await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Demo(_) => unreachable!("handled above"),
         Command::Migrate => migrate(&config).await,
         Command::Eval(args) => eval::run(&config, &args).await,
         Command::Simulate(args) => crate::simulate::run(&args),

@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod eval;
+pub mod render;
 pub mod simulate;
 pub mod sources;

@@ -1,6 +1,7 @@
 //! Black-box tests: run the real `cairn` binary the way users and CI do.
 
 mod cli;
+mod engine;
 mod eval;
 mod migrate;
 mod simulate;

@@ -35,7 +35,7 @@ impl Agent for Changes {
                     ChangeKind::Deploy => Signal::Deploy,
                     _ => Signal::ConfigChange,
                 };
-                let what = c.version.as_deref().map_or_else(String::new, |v| format!(" ({v})"));
+                let what = c.version.as_deref().filter(|v| !c.summary.contains(*v)).map_or_else(String::new, |v| format!(" ({v})"));
                 Evidence {
                     domain: Domain::Changes,
                     service: c.service.clone(),
@@ -56,6 +56,7 @@ impl Agent for Changes {
                     )
                     .replace("  ", " "),
                     link: c.link.clone(),
+                    trend: Vec::new(),
                 }
             })
             .collect())

@@ -103,6 +103,7 @@ impl Agent for Database {
                     onset_ms: Some(first.0),
                     reason: "the cache stopped answering (redis_up = 0)".to_owned(),
                     link: None,
+                    trend: Vec::new(),
                 });
             }
         }

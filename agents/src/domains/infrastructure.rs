@@ -27,6 +27,7 @@ fn evidence(cx: &Context<'_>, service: &str, signal: Signal, score: f64, onset_m
         onset_ms,
         reason,
         link: None,
+        trend: Vec::new(),
     }
 }
 

@@ -186,6 +186,7 @@ impl Agent for Logs {
             onset_ms: onset,
             reason,
             link: None,
+            trend: Vec::new(),
         };
         for (service, t) in &tally {
             let before_rate = t.errors_before as f64 / t.minutes_before.len().max(1) as f64;

@@ -110,6 +110,7 @@ impl Context<'_> {
             onset_ms: s.onset_ms,
             reason: describe(s.baseline, s.peak),
             link: None,
+            trend: trend(points, self.cut_ms),
         })
     }
 }
@@ -142,6 +143,14 @@ pub fn all() -> Vec<Box<dyn Agent>> {
         Box::new(network::Network),
         Box::new(precedent::Precedent),
     ]
+}
+
+/// Up to 32 points of `points` from a while before the cut to the end, for a sparkline.
+pub fn trend(points: &Points, cut_ms: i64) -> Vec<f64> {
+    let from = points.partition_point(|p| p.0 < cut_ms).saturating_sub(24);
+    let tail = &points[from..];
+    let stride = tail.len().div_ceil(32).max(1);
+    tail.chunks(stride).map(|c| c.iter().map(|p| p.1).fold(f64::MIN, f64::max)).collect()
 }
 
 /// Formats a number for a reason line: short, with sensible precision.

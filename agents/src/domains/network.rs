@@ -67,6 +67,7 @@ impl Agent for Network {
                         onset_ms: Some((p.value * 1000.0) as i64),
                         reason: format!("its TLS certificate expired at {at}"),
                         link: None,
+                        trend: Vec::new(),
                     });
                     break;
                 }
@@ -93,6 +94,7 @@ impl Agent for Network {
                     onset_ms: first,
                     reason: format!("answers 429 Too Many Requests ({limited_after} probes since the onset, none before)"),
                     link: None,
+                    trend: Vec::new(),
                 });
             }
         }

@@ -76,6 +76,7 @@ impl Agent for TopologyAgent {
                         format!("{hops} hop(s) below {entry}, and none of its {} dependencies is in trouble: trouble starts here", deps.len())
                     },
                     link: None,
+                    trend: Vec::new(),
                 });
             }
         }

@@ -107,6 +107,7 @@ impl Agent for Traces {
                     onset_ms: None,
                     reason: format!("calls from {caller} spend {} ms on the way to and from {callee} (was {} ms): network or connection trouble at {callee}", num(median_after), num(base.median)),
                     link: None,
+                    trend: Vec::new(),
                 });
             }
         }
@@ -135,6 +136,7 @@ impl Agent for Traces {
                             onset_ms: None,
                             reason: format!("time spent in {service} itself {} ms → {} ms per span (p90 {} ms)", num(base.median), num(median_after), num(p90_after)),
                             link: None,
+                            trend: Vec::new(),
                         });
                     }
                 }
@@ -155,6 +157,7 @@ impl Agent for Traces {
                     onset_ms: p.first_origin,
                     reason: format!("errors start here in {} traces ({:.1}% of its spans, baseline {:.1}%)", p.origins_after, share_after * 100.0, share_before * 100.0),
                     link: None,
+                    trend: Vec::new(),
                 });
             }
         }

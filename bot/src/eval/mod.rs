@@ -48,6 +48,9 @@ pub struct RankedService {
     pub service: String,
     pub kind: String,
     pub confidence: f64,
+    /// The distinct domains of the evidence behind it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
     /// The evidence behind it, one line each (`domain/signal: reason`), strongest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<String>,
@@ -268,6 +271,7 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
                     service: h.service.clone(),
                     kind: h.kind.map_or_else(|| "unknown".to_owned(), |k| k.as_str().to_owned()),
                     confidence: (h.confidence.get() * 1000.0).round() / 1000.0,
+                    domains: h.domains().iter().map(|d| d.as_str().to_owned()).collect(),
                     evidence: h
                         .supporting
                         .iter()

@@ -9,8 +9,10 @@ use crate::rng::Rng;
 use crate::scenario::NodeKind;
 use crate::world::{EdgeKind, Runtime, World};
 
-/// At most this many error lines per service and step: logs are sampled under load.
-const MAX_ERROR_LINES: u64 = 6;
+/// Share of failed requests that leave an error line (log sampling), and the most error
+/// lines per service and step (rate limiting of a log shipper under a storm).
+const ERROR_LOG_SAMPLING: f64 = 0.25;
+const MAX_ERROR_LINES: u64 = 40;
 
 /// One log line before serialisation.
 pub(crate) struct Line {
@@ -175,7 +177,7 @@ impl Writer<'_> {
         } else {
             st.rate * st.error * self.tl.step_s as f64
         };
-        let count = self.rng.poisson(expected.min(MAX_ERROR_LINES as f64 * 3.0)).min(MAX_ERROR_LINES);
+        let count = self.rng.poisson((expected * ERROR_LOG_SAMPLING).min(MAX_ERROR_LINES as f64 * 3.0)).min(MAX_ERROR_LINES);
         if count == 0 {
             return;
         }
