@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use cairn_connectors::{
-    Change, DataSource, EventQuery, InfraEvent, LogQuery, LogRecord, SeriesSelector, Series, SourceError, Span, SpanQuery,
-    Topology,
+    Change, DataSource, EventQuery, InfraEvent, LogQuery, LogRecord, Series, SeriesSelector,
+    SourceError, Span, SpanQuery, Topology,
 };
 
 /// Limits for one investigation.
@@ -26,7 +26,12 @@ pub struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Self { max_queries: 5_000, max_records: 50_000_000, max_time: Duration::from_secs(60), max_rounds: 3 }
+        Self {
+            max_queries: 5_000,
+            max_records: 50_000_000,
+            max_time: Duration::from_secs(60),
+            max_rounds: 3,
+        }
     }
 }
 

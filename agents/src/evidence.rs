@@ -121,6 +121,38 @@ pub struct Evidence {
     pub trend: Vec<f64>,
 }
 
+impl Evidence {
+    /// Evidence with the required parts; observed and baseline 0, no onset, link or trend
+    /// (set them with struct update syntax).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        domain: Domain,
+        signal: Signal,
+        service: impl Into<String>,
+        source: impl Into<String>,
+        query: impl Into<String>,
+        window: TimeWindow,
+        score: f64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            domain,
+            service: service.into(),
+            signal,
+            source: source.into(),
+            query: query.into(),
+            window,
+            observed: 0.0,
+            baseline: 0.0,
+            score,
+            onset_ms: None,
+            reason: reason.into(),
+            link: None,
+            trend: Vec::new(),
+        }
+    }
+}
+
 /// The evidence every agent of one investigation has found so far.
 #[derive(Debug, Default)]
 pub struct Ledger {
@@ -130,17 +162,26 @@ pub struct Ledger {
 impl Ledger {
     /// Adds evidence.
     pub fn record(&self, evidence: impl IntoIterator<Item = Evidence>) {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner).extend(evidence);
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(evidence);
     }
 
     /// Everything recorded so far.
     pub fn snapshot(&self) -> Vec<Evidence> {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// How many items have been recorded.
     pub fn len(&self) -> usize {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether nothing has been recorded.

@@ -16,7 +16,11 @@ pub struct Confidence(f64);
 impl Confidence {
     /// Clamps `value` into `[0, 1]`; NaN becomes 0.
     pub fn new(value: f64) -> Self {
-        Self(if value.is_nan() { 0.0 } else { value.clamp(0.0, 1.0) })
+        Self(if value.is_nan() {
+            0.0
+        } else {
+            value.clamp(0.0, 1.0)
+        })
     }
 
     /// The value in `[0, 1]`.

@@ -62,52 +62,115 @@ pub struct Options {
 }
 
 /// Investigates `incident` against `sources` with the default budget and no progress stream.
-pub async fn investigate(incident: &Incident, sources: &dyn DataSource) -> Result<Finding, InvestigationError> {
+pub async fn investigate(
+    incident: &Incident,
+    sources: &dyn DataSource,
+) -> Result<Finding, InvestigationError> {
     investigate_with(incident, sources, Options::default()).await
 }
 
 /// Investigates `incident` against `sources`.
-pub async fn investigate_with(incident: &Incident, sources: &dyn DataSource, options: Options) -> Result<Finding, InvestigationError> {
+pub async fn investigate_with(
+    incident: &Incident,
+    sources: &dyn DataSource,
+    options: Options,
+) -> Result<Finding, InvestigationError> {
     let metered = Metered::new(sources, options.budget);
     let progress = &options.progress;
     let topology = metered.topology().await?.unwrap_or_default();
     let deadline = Instant::now() + metered.time_left();
-    let cx = Context { incident, source: &metered, topology, cut_ms: incident.onset.timestamp_millis() - ONSET_LEAD_MS, deadline };
+    let cx = Context {
+        incident,
+        source: &metered,
+        topology,
+        cut_ms: incident.onset.timestamp_millis() - ONSET_LEAD_MS,
+        deadline,
+    };
     let agents = domains::all();
     let ledger = Ledger::default();
 
     progress.send(Progress::RoundStarted { round: 1 });
     let mut per_agent: BTreeMap<&'static str, usize> = BTreeMap::new();
     run_round(&agents, &cx, &ledger, progress, &mut per_agent, None).await;
-    let mut ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref(), incident.onset.timestamp_millis());
+    let mut ranking = rank(
+        &ledger.snapshot(),
+        &cx.topology,
+        incident.entry_service.as_deref(),
+        incident.onset.timestamp_millis(),
+    );
     announce(progress, &[], &ranking);
 
     let mut rounds = 1;
     while rounds <= options.budget.max_rounds && !metered.exhausted() {
         rounds += 1;
         progress.send(Progress::RoundStarted { round: rounds });
-        let suspects: Vec<String> = ranking.iter().take(SUSPECTS).map(|h| h.service.clone()).collect();
+        let suspects: Vec<String> = ranking
+            .iter()
+            .take(SUSPECTS)
+            .map(|h| h.service.clone())
+            .collect();
         let snapshot = ledger.snapshot();
         let before = ledger.len();
-        run_round(&agents, &cx, &ledger, progress, &mut per_agent, Some((&suspects, &snapshot))).await;
+        run_round(
+            &agents,
+            &cx,
+            &ledger,
+            progress,
+            &mut per_agent,
+            Some((&suspects, &snapshot)),
+        )
+        .await;
         let previous = ranking;
-        ranking = rank(&ledger.snapshot(), &cx.topology, incident.entry_service.as_deref(), incident.onset.timestamp_millis());
+        ranking = rank(
+            &ledger.snapshot(),
+            &cx.topology,
+            incident.entry_service.as_deref(),
+            incident.onset.timestamp_millis(),
+        );
         announce(progress, &previous, &ranking);
-        let top = |r: &[Hypothesis]| r.iter().take(3).map(|h| h.service.clone()).collect::<Vec<_>>();
+        let top = |r: &[Hypothesis]| {
+            r.iter()
+                .take(3)
+                .map(|h| h.service.clone())
+                .collect::<Vec<_>>()
+        };
         if ledger.len() == before || top(&previous) == top(&ranking) {
             break;
         }
     }
 
-    let verdict = if ranking.first().is_some_and(|h| h.confidence.get() >= CONFIDENCE_THRESHOLD) {
+    let verdict = if ranking
+        .first()
+        .is_some_and(|h| h.confidence.get() >= CONFIDENCE_THRESHOLD)
+    {
         Verdict::RootCauseFound
     } else {
         Verdict::NoRootCauseFound
     };
-    let mut checked: Vec<String> = per_agent.iter().map(|(agent, n)| format!("{agent}: {n} finding(s)")).collect();
-    checked.insert(0, format!("{} services in the topology; {} queries, {} records read", cx.topology.services.len(), metered.queries(), metered.records()));
-    progress.send(Progress::Done { verdict, queries: metered.queries() });
-    Ok(Finding { verdict, ranking, checked, queries: metered.queries(), rounds })
+    let mut checked: Vec<String> = per_agent
+        .iter()
+        .map(|(agent, n)| format!("{agent}: {n} finding(s)"))
+        .collect();
+    checked.insert(
+        0,
+        format!(
+            "{} services in the topology; {} queries, {} records read",
+            cx.topology.services.len(),
+            metered.queries(),
+            metered.records()
+        ),
+    );
+    progress.send(Progress::Done {
+        verdict,
+        queries: metered.queries(),
+    });
+    Ok(Finding {
+        verdict,
+        ranking,
+        checked,
+        queries: metered.queries(),
+        rounds,
+    })
 }
 
 /// Runs every agent at once (survey, or examine when `examine` is given), each within the
@@ -124,7 +187,9 @@ async fn run_round(
     let runs = agents.iter().map(|agent| async move {
         let started = Instant::now();
         if examine.is_none() {
-            progress.send(Progress::AgentStarted { agent: agent.name() });
+            progress.send(Progress::AgentStarted {
+                agent: agent.name(),
+            });
         }
         let work = async {
             match examine {
@@ -145,9 +210,18 @@ async fn run_round(
         };
         if examine.is_none() || !found.is_empty() {
             for e in found.iter().filter(|e| e.score >= 0.3).take(5) {
-                progress.send(Progress::EvidenceFound { agent: name, service: e.service.clone(), reason: e.reason.clone() });
+                progress.send(Progress::EvidenceFound {
+                    agent: name,
+                    service: e.service.clone(),
+                    reason: e.reason.clone(),
+                });
             }
-            progress.send(Progress::AgentFinished { agent: name, evidence: found.len(), elapsed_ms: elapsed.as_millis() as u64, error });
+            progress.send(Progress::AgentFinished {
+                agent: name,
+                evidence: found.len(),
+                elapsed_ms: elapsed.as_millis() as u64,
+                error,
+            });
         }
         *per_agent.entry(name).or_default() += found.len();
         ledger.record(found);
@@ -162,13 +236,24 @@ fn cx_time_left(cx: &Context<'_>) -> std::time::Duration {
 fn announce(progress: &ProgressSink, previous: &[Hypothesis], current: &[Hypothesis]) {
     for h in current.iter().take(5) {
         match previous.iter().find(|p| p.service == h.service) {
-            None => progress.send(Progress::HypothesisRaised { service: h.service.clone(), kind: h.kind, confidence: h.confidence.get() }),
-            Some(p) if (p.confidence.get() - h.confidence.get()).abs() > 0.02 || p.kind != h.kind => progress.send(Progress::HypothesisUpdated {
+            None => progress.send(Progress::HypothesisRaised {
                 service: h.service.clone(),
                 kind: h.kind,
                 confidence: h.confidence.get(),
-                why: h.contradicting.first().map_or_else(|| "more evidence".to_owned(), |e| e.reason.clone()),
             }),
+            Some(p)
+                if (p.confidence.get() - h.confidence.get()).abs() > 0.02 || p.kind != h.kind =>
+            {
+                progress.send(Progress::HypothesisUpdated {
+                    service: h.service.clone(),
+                    kind: h.kind,
+                    confidence: h.confidence.get(),
+                    why: h
+                        .contradicting
+                        .first()
+                        .map_or_else(|| "more evidence".to_owned(), |e| e.reason.clone()),
+                })
+            }
             Some(_) => {}
         }
     }
@@ -176,7 +261,18 @@ fn announce(progress: &ProgressSink, previous: &[Hypothesis], current: &[Hypothe
 
 /// Signals that name a cause in the service itself, as opposed to symptoms it may inherit.
 fn is_cause(signal: Signal) -> bool {
-    !matches!(signal, Signal::Errors | Signal::Latency | Signal::Anomaly | Signal::NewErrorTemplate | Signal::Restart | Signal::Load | Signal::Deploy | Signal::ConfigChange | Signal::TraceOrigin)
+    !matches!(
+        signal,
+        Signal::Errors
+            | Signal::Latency
+            | Signal::Anomaly
+            | Signal::NewErrorTemplate
+            | Signal::Restart
+            | Signal::Load
+            | Signal::Deploy
+            | Signal::ConfigChange
+            | Signal::TraceOrigin
+    )
 }
 
 /// The fault kind the strongest cause signal names.
@@ -231,13 +327,24 @@ fn kind_of(evidence: &[&Evidence], change_aligned: bool, load_origin: bool) -> O
 /// domains builds confidence. Then the tests of the later rounds: a change counts only when
 /// the service it touched is in trouble; a service whose dependency is in trouble that
 /// started no later is a likely victim; traffic is blamed on where it enters.
-pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, page_ms: i64) -> Vec<Hypothesis> {
+pub fn rank(
+    evidence: &[Evidence],
+    topology: &Topology,
+    entry: Option<&str>,
+    page_ms: i64,
+) -> Vec<Hypothesis> {
     let mut by_service: BTreeMap<&str, Vec<&Evidence>> = BTreeMap::new();
     for e in evidence.iter().filter(|e| e.score > 0.0) {
         by_service.entry(e.service.as_str()).or_default().push(e);
     }
-    let callers_of = |s: &str| -> Vec<String> { topology.callers(s).map(|n| n.name.clone()).collect() };
-    let has_load = |s: &str| by_service.get(s).is_some_and(|ev| ev.iter().any(|e| e.signal == Signal::Load && e.score >= 0.3));
+    let callers_of =
+        |s: &str| -> Vec<String> { topology.callers(s).map(|n| n.name.clone()).collect() };
+    let has_load = |s: &str| {
+        by_service.get(s).is_some_and(|ev| {
+            ev.iter()
+                .any(|e| e.signal == Signal::Load && e.score >= 0.3)
+        })
+    };
 
     struct Assessed<'a> {
         service: &'a str,
@@ -250,13 +357,28 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
     }
     let mut assessed: Vec<Assessed<'_>> = Vec::new();
     for (&service, items) in &by_service {
-        let trouble = items.iter().filter(|e| !matches!(e.domain, Domain::Changes | Domain::Topology)).map(|e| e.score).fold(0.0, f64::max);
-        let onset = items.iter().filter(|e| e.domain != Domain::Changes).filter_map(|e| e.onset_ms).min();
+        let trouble = items
+            .iter()
+            .filter(|e| !matches!(e.domain, Domain::Changes | Domain::Topology))
+            .map(|e| e.score)
+            .fold(0.0, f64::max);
+        let onset = items
+            .iter()
+            .filter(|e| e.domain != Domain::Changes)
+            .filter_map(|e| e.onset_ms)
+            .min();
         // Does a change line up: the service is in trouble, and not since long before it.
-        let change_at = items.iter().filter(|e| e.domain == Domain::Changes).filter_map(|e| e.onset_ms).max();
+        let change_at = items
+            .iter()
+            .filter(|e| e.domain == Domain::Changes)
+            .filter_map(|e| e.onset_ms)
+            .max();
         // A bad change shows within minutes; trouble that began long after it is something else.
         let trouble_onset = onset.unwrap_or(page_ms);
-        let change_aligned = trouble >= 0.3 && change_at.is_some_and(|c| trouble_onset >= c - 3 * 60_000 && trouble_onset <= c + 8 * 60_000);
+        let change_aligned = trouble >= 0.3
+            && change_at.is_some_and(|c| {
+                trouble_onset >= c - 3 * 60_000 && trouble_onset <= c + 8 * 60_000
+            });
         let load_origin = has_load(service) && !callers_of(service).iter().any(|c| has_load(c));
         let mut best: BTreeMap<Domain, f64> = BTreeMap::new();
         for e in items {
@@ -267,7 +389,11 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
             if e.signal == Signal::Load && !load_origin {
                 score *= 0.3;
             }
-            let weight = if e.domain == Domain::Topology { 0.6 } else { 1.0 };
+            let weight = if e.domain == Domain::Topology {
+                0.6
+            } else {
+                1.0
+            };
             let slot = best.entry(e.domain).or_default();
             *slot = slot.max(score * weight);
         }
@@ -276,30 +402,58 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
         let mut ordered: Vec<f64> = best.values().copied().collect();
         ordered.sort_by(|a, b| b.total_cmp(a));
         let weights = [1.0, 0.8, 0.5, 0.3];
-        let mut score = 1.0 - ordered.iter().enumerate().fold(1.0, |acc, (i, s)| acc * (1.0 - s.clamp(0.0, 0.99) * weights[i.min(3)]));
-        let witnesses = best.iter().filter(|(d, s)| **d != Domain::Topology && **s >= 0.25).count();
+        let mut score = 1.0
+            - ordered.iter().enumerate().fold(1.0, |acc, (i, s)| {
+                acc * (1.0 - s.clamp(0.0, 0.99) * weights[i.min(3)])
+            });
+        let witnesses = best
+            .iter()
+            .filter(|(d, s)| **d != Domain::Topology && **s >= 0.25)
+            .count();
         if witnesses <= 1 {
             score *= 0.75;
         }
         // Weak signals, however many, do not make a claim: one witness must be clear.
-        let strongest = best.iter().filter(|(d, _)| **d != Domain::Topology).map(|(_, s)| *s).fold(0.0, f64::max);
+        let strongest = best
+            .iter()
+            .filter(|(d, _)| **d != Domain::Topology)
+            .map(|(_, s)| *s)
+            .fold(0.0, f64::max);
         score = score.min(strongest + 0.1);
         let cause = items
             .iter()
-            .filter(|e| is_cause(e.signal) || (e.domain == Domain::Changes && change_aligned) || (e.signal == Signal::Load && load_origin))
+            .filter(|e| {
+                is_cause(e.signal)
+                    || (e.domain == Domain::Changes && change_aligned)
+                    || (e.signal == Signal::Load && load_origin)
+            })
             .map(|e| e.score)
             .fold(0.0, f64::max);
-        assessed.push(Assessed { service, score, cause, onset, change_aligned, load_origin, evidence: items.clone() });
+        assessed.push(Assessed {
+            service,
+            score,
+            cause,
+            onset,
+            change_aligned,
+            load_origin,
+            evidence: items.clone(),
+        });
     }
 
     // Victims: a dependency (up to three hops down) in as much trouble, no later.
-    let scores: BTreeMap<&str, (f64, f64, Option<i64>)> = assessed.iter().map(|a| (a.service, (a.score, a.cause, a.onset))).collect();
+    let scores: BTreeMap<&str, (f64, f64, Option<i64>)> = assessed
+        .iter()
+        .map(|a| (a.service, (a.score, a.cause, a.onset)))
+        .collect();
     let mut hypotheses = Vec::new();
     let mut causes = Vec::new();
     for a in &assessed {
         let mut score = a.score;
         let mut contradicting = Vec::new();
-        let mut frontier: Vec<(&str, usize)> = topology.service(a.service).map(|n| n.depends_on.iter().map(|d| (d.as_str(), 1)).collect()).unwrap_or_default();
+        let mut frontier: Vec<(&str, usize)> = topology
+            .service(a.service)
+            .map(|n| n.depends_on.iter().map(|d| (d.as_str(), 1)).collect())
+            .unwrap_or_default();
         let mut seen = BTreeSet::new();
         let mut worst: Option<(&str, f64)> = None;
         while let Some((dep, hops)) = frontier.pop() {
@@ -313,7 +467,8 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
                     (Some(d), Some(s)) => d <= s + 2 * 60_000,
                     _ => true,
                 } || dep_cause >= 0.8 && a.cause < 0.5;
-                let explains = dep_score >= 0.6 * a.score || dep_cause >= 0.5 && dep_cause >= a.cause;
+                let explains =
+                    dep_score >= 0.6 * a.score || dep_cause >= 0.5 && dep_cause >= a.cause;
                 if earlier && explains && worst.is_none_or(|(_, w)| dep_score > w) {
                     worst = Some((dep, dep_score));
                 }
@@ -326,64 +481,54 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
         }
         if let Some((dep, dep_score)) = worst {
             if !(a.load_origin && a.cause >= 0.5) {
-                let factor = if a.cause >= 0.5 && a.cause > scores.get(dep).map_or(0.0, |s| s.1) { 0.85 } else { 0.45 };
+                let factor = if a.cause >= 0.5 && a.cause > scores.get(dep).map_or(0.0, |s| s.1) {
+                    0.85
+                } else {
+                    0.45
+                };
                 score *= factor;
                 contradicting.push(Evidence {
-                    domain: Domain::Topology,
-                    service: a.service.to_owned(),
-                    signal: Signal::Anomaly,
-                    source: "topology".to_owned(),
-                    query: format!("dependencies of {} in trouble", a.service),
-                    window: a.evidence[0].window,
                     observed: dep_score,
                     baseline: a.score,
-                    score: 1.0 - factor,
-                    onset_ms: None,
-                    reason: format!("its dependency {dep} is in trouble too, and no later: {} may be a victim", a.service),
-                    link: None,
-                    trend: Vec::new(),
+                    ..Evidence::new(Domain::Topology, Signal::Anomaly, a.service.to_owned(), "topology".to_owned(), format!("dependencies of {} in trouble", a.service), a.evidence[0].window, 1.0 - factor, format!("its dependency {dep} is in trouble too, and no later: {} may be a victim", a.service))
                 });
             }
         }
         // A cache that stopped absorbing reads explains the load on what sits beside it.
-        if !by_service.get(a.service).is_some_and(|ev| ev.iter().any(|e| e.signal == Signal::CacheMisses)) {
+        if !by_service
+            .get(a.service)
+            .is_some_and(|ev| ev.iter().any(|e| e.signal == Signal::CacheMisses))
+        {
             let siblings: BTreeSet<String> = topology
                 .callers(a.service)
                 .flat_map(|c| c.depends_on.iter().cloned())
                 .filter(|s| s != a.service)
                 .collect();
             let cache = siblings.iter().find(|sib| {
-                by_service.get(sib.as_str()).is_some_and(|ev| ev.iter().any(|e| e.signal == Signal::CacheMisses && e.score >= 0.5))
+                by_service.get(sib.as_str()).is_some_and(|ev| {
+                    ev.iter()
+                        .any(|e| e.signal == Signal::CacheMisses && e.score >= 0.5)
+                })
             });
             if let Some(cache) = cache {
                 score *= 0.45;
-                contradicting.push(Evidence {
-                    domain: Domain::Topology,
-                    service: a.service.to_owned(),
-                    signal: Signal::CacheMisses,
-                    source: "topology".to_owned(),
-                    query: format!("caches beside {}", a.service),
-                    window: a.evidence[0].window,
-                    observed: 0.0,
-                    baseline: 0.0,
-                    score: 0.55,
-                    onset_ms: None,
-                    reason: format!("{cache}, used by the same callers, stopped absorbing reads: {} takes the load", a.service),
-                    link: None,
-                    trend: Vec::new(),
-                });
+                contradicting.push(Evidence::new(Domain::Topology, Signal::CacheMisses, a.service.to_owned(), "topology".to_owned(), format!("caches beside {}", a.service), a.evidence[0].window, 0.55, format!("{cache}, used by the same callers, stopped absorbing reads: {} takes the load", a.service)));
             }
         }
         // A node that only stands for the way into something else (a load balancer, a client
         // with no dependencies of its own) is rarely the cause of what lies behind it.
         if let Some(node) = topology.service(a.service) {
-            if node.depends_on.is_empty() && matches!(node.kind.as_deref(), Some("gateway" | "client")) && !a.load_origin {
+            if node.depends_on.is_empty()
+                && matches!(node.kind.as_deref(), Some("gateway" | "client"))
+                && !a.load_origin
+            {
                 score *= 0.9;
             }
         }
         // Nearer the paged service is likelier to explain the page (a tie-breaker).
         if let (Some(entry), false) = (entry, topology.services.is_empty()) {
-            if let Some(hops) = crate::domains::topology::downstream(topology, entry).get(a.service) {
+            if let Some(hops) = crate::domains::topology::downstream(topology, entry).get(a.service)
+            {
                 score *= 1.0 - 0.02 * (*hops as f64).min(5.0);
             }
         }
@@ -392,17 +537,26 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
             score = (score * 1.05).min(1.0);
         }
         let mut supporting: Vec<Evidence> = a.evidence.iter().map(|e| (*e).clone()).collect();
-        supporting.sort_by(|x, y| y.score.total_cmp(&x.score).then_with(|| x.domain.cmp(&y.domain)));
+        supporting.sort_by(|x, y| {
+            y.score
+                .total_cmp(&x.score)
+                .then_with(|| x.domain.cmp(&y.domain))
+        });
         // Keep the strongest, but at least one per domain.
         let mut kept: Vec<Evidence> = Vec::new();
         for e in &supporting {
-            if kept.len() < EVIDENCE_PER_HYPOTHESIS && (kept.len() < 3 || !kept.iter().any(|k| k.domain == e.domain)) {
+            if kept.len() < EVIDENCE_PER_HYPOTHESIS
+                && (kept.len() < 3 || !kept.iter().any(|k| k.domain == e.domain))
+            {
                 kept.push(e.clone());
             }
         }
         let kind = kind_of(&a.evidence, a.change_aligned, a.load_origin);
         // The evidence that names the kind leads.
-        if let Some(i) = kept.iter().position(|e| kind.is_some() && kind_of(&[e], a.change_aligned, a.load_origin) == kind) {
+        if let Some(i) = kept
+            .iter()
+            .position(|e| kind.is_some() && kind_of(&[e], a.change_aligned, a.load_origin) == kind)
+        {
             let lead = kept.remove(i);
             kept.insert(0, lead);
         }
@@ -421,24 +575,46 @@ pub fn rank(evidence: &[Evidence], topology: &Topology, entry: Option<&str>, pag
     order.sort_by(|&i, &j| {
         let (a, b) = (&hypotheses[i], &hypotheses[j]);
         let key = |h: &Hypothesis| (h.confidence.get() * 100.0).round();
-        key(b).total_cmp(&key(a)).then_with(|| causes[j].total_cmp(&causes[i])).then_with(|| b.confidence.get().total_cmp(&a.confidence.get())).then_with(|| a.service.cmp(&b.service))
+        key(b)
+            .total_cmp(&key(a))
+            .then_with(|| causes[j].total_cmp(&causes[i]))
+            .then_with(|| b.confidence.get().total_cmp(&a.confidence.get()))
+            .then_with(|| a.service.cmp(&b.service))
     });
     let mut slots: Vec<Option<Hypothesis>> = hypotheses.into_iter().map(Some).collect();
-    let mut hypotheses: Vec<Hypothesis> = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    let mut hypotheses: Vec<Hypothesis> =
+        order.into_iter().filter_map(|i| slots[i].take()).collect();
     // A failed node takes several services down at once; of those, the one nearest the
     // paged service is the one the page is about.
     if let (Some(entry), Some(top)) = (entry, hypotheses.first()) {
         if top.kind == Some(FaultKind::NodeFailure) {
             let reach = crate::domains::topology::downstream(topology, entry);
-            let lost: Vec<usize> = (0..hypotheses.len()).filter(|&i| hypotheses[i].supporting.iter().any(|e| e.signal == Signal::NodeFailure)).collect();
+            let lost: Vec<usize> = (0..hypotheses.len())
+                .filter(|&i| {
+                    hypotheses[i]
+                        .supporting
+                        .iter()
+                        .any(|e| e.signal == Signal::NodeFailure)
+                })
+                .collect();
             // The paged service itself only when nothing else it calls lost pods nearby.
-            let hops = |i: usize| reach.get(&hypotheses[i].service).copied().unwrap_or(usize::MAX);
-            let below = lost.iter().copied().filter(|&i| (1..=2).contains(&hops(i))).min_by_key(|&i| (hops(i), i));
+            let hops = |i: usize| {
+                reach
+                    .get(&hypotheses[i].service)
+                    .copied()
+                    .unwrap_or(usize::MAX)
+            };
+            let below = lost
+                .iter()
+                .copied()
+                .filter(|&i| (1..=2).contains(&hops(i)))
+                .min_by_key(|&i| (hops(i), i));
             let best = below.or_else(|| lost.iter().copied().min_by_key(|&i| (hops(i), i)));
             if let Some(best) = best.filter(|&b| b != 0) {
                 let mut chosen = hypotheses.remove(best);
                 chosen.kind = Some(FaultKind::NodeFailure);
-                chosen.confidence = Confidence::new(chosen.confidence.get().max(hypotheses[0].confidence.get()));
+                chosen.confidence =
+                    Confidence::new(chosen.confidence.get().max(hypotheses[0].confidence.get()));
                 chosen.contradicting.clear();
                 hypotheses.insert(0, chosen);
             }

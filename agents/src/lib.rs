@@ -21,5 +21,7 @@ pub use budget::Budget;
 pub use evidence::{Domain, Evidence, Ledger, Signal};
 pub use hypothesis::{Confidence, FaultKind, Hypothesis, HypothesisStatus};
 pub use incident::Incident;
-pub use investigation::{investigate, investigate_with, Finding, InvestigationError, Options, Verdict};
+pub use investigation::{
+    investigate, investigate_with, Finding, InvestigationError, Options, Verdict,
+};
 pub use progress::{Progress, ProgressSink};

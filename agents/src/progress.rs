@@ -12,13 +12,38 @@ use crate::investigation::Verdict;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Progress {
     /// A round began: 1 surveys every domain; later rounds test the leaders.
-    RoundStarted { round: u32 },
-    AgentStarted { agent: &'static str },
-    AgentFinished { agent: &'static str, evidence: usize, elapsed_ms: u64, error: Option<String> },
-    EvidenceFound { agent: &'static str, service: String, reason: String },
-    HypothesisRaised { service: String, kind: Option<FaultKind>, confidence: f64 },
-    HypothesisUpdated { service: String, kind: Option<FaultKind>, confidence: f64, why: String },
-    Done { verdict: Verdict, queries: usize },
+    RoundStarted {
+        round: u32,
+    },
+    AgentStarted {
+        agent: &'static str,
+    },
+    AgentFinished {
+        agent: &'static str,
+        evidence: usize,
+        elapsed_ms: u64,
+        error: Option<String>,
+    },
+    EvidenceFound {
+        agent: &'static str,
+        service: String,
+        reason: String,
+    },
+    HypothesisRaised {
+        service: String,
+        kind: Option<FaultKind>,
+        confidence: f64,
+    },
+    HypothesisUpdated {
+        service: String,
+        kind: Option<FaultKind>,
+        confidence: f64,
+        why: String,
+    },
+    Done {
+        verdict: Verdict,
+        queries: usize,
+    },
 }
 
 /// Where progress goes: nowhere, or a channel a renderer reads.

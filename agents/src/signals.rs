@@ -19,11 +19,20 @@ pub enum Direction {
 pub fn trouble_direction(metric: &str) -> Direction {
     let m = metric.to_ascii_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
-    if has(&["success", "availability", "hit_ratio", "hit_rate", "_up", "probe_success"]) && !has(&["duration", "latency"]) {
+    if has(&[
+        "success",
+        "availability",
+        "hit_ratio",
+        "hit_rate",
+        "_up",
+        "probe_success",
+    ]) && !has(&["duration", "latency"])
+    {
         Direction::Down
     } else if has(&[
-        "latency", "duration", "seconds", "error", "cpu", "memory", "restart", "throttl", "wait", "lag", "retrans",
-        "reset", "timeout", "fail", "oom", "disk", "usage", "pending", "dropped", "locks",
+        "latency", "duration", "seconds", "error", "cpu", "memory", "restart", "throttl", "wait",
+        "lag", "retrans", "reset", "timeout", "fail", "oom", "disk", "usage", "pending", "dropped",
+        "locks",
     ]) {
         Direction::Up
     } else {
@@ -33,7 +42,10 @@ pub fn trouble_direction(metric: &str) -> Direction {
 
 /// Whether a metric is a monotonic counter (its rate is what matters).
 pub fn is_counter(metric: &str) -> bool {
-    metric.ends_with("_total") || metric.ends_with("_count") || metric.ends_with("_sum") || metric.ends_with("_bucket")
+    metric.ends_with("_total")
+        || metric.ends_with("_count")
+        || metric.ends_with("_sum")
+        || metric.ends_with("_bucket")
 }
 
 /// Points of a derived signal: (epoch ms, value).
@@ -117,8 +129,17 @@ impl Shift {
 
 /// Compares the points after `cut_ms` with those before; `None` without enough of either.
 pub fn shift(points: &Points, cut_ms: i64, direction: Direction) -> Option<Shift> {
-    let before: Vec<f64> = points.iter().filter(|p| p.0 < cut_ms).map(|p| p.1).filter(|v| v.is_finite()).collect();
-    let after: Vec<(i64, f64)> = points.iter().copied().filter(|p| p.0 >= cut_ms && p.1.is_finite()).collect();
+    let before: Vec<f64> = points
+        .iter()
+        .filter(|p| p.0 < cut_ms)
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .collect();
+    let after: Vec<(i64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|p| p.0 >= cut_ms && p.1.is_finite())
+        .collect();
     if before.len() < 2 || after.is_empty() {
         return None;
     }
@@ -128,22 +149,44 @@ pub fn shift(points: &Points, cut_ms: i64, direction: Direction) -> Option<Shift
         Direction::Down => (base.median - v) / base.sigma,
         Direction::Either => (v - base.median).abs() / base.sigma,
     };
-    let (peak_t, peak) = after.iter().copied().max_by(|a, b| signed(a.1).total_cmp(&signed(b.1)))?;
+    let (peak_t, peak) = after
+        .iter()
+        .copied()
+        .max_by(|a, b| signed(a.1).total_cmp(&signed(b.1)))?;
     let _ = peak_t;
     let mut values: Vec<f64> = after.iter().map(|p| p.1).collect();
     let after_median = crate::stats::median(&mut values)?;
     // Onset: the first of two consecutive points beyond 4σ (one point is noise).
-    let recent: Vec<(i64, f64)> = points.iter().copied().filter(|p| p.0 >= cut_ms - 10 * 60_000).collect();
+    let recent: Vec<(i64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|p| p.0 >= cut_ms - 10 * 60_000)
+        .collect();
     let onset_ms = recent
         .iter()
         .enumerate()
         .find(|(i, p)| signed(p.1) > 4.0 && recent.get(i + 1).is_none_or(|n| signed(n.1) > 4.0))
         .map(|(_, p)| p.0);
-    let step = if after.len() >= 2 { (after[after.len() - 1].0 - after[0].0) / (after.len() as i64 - 1) } else { 60_000 };
+    let step = if after.len() >= 2 {
+        (after[after.len() - 1].0 - after[0].0) / (after.len() as i64 - 1)
+    } else {
+        60_000
+    };
     let anomalous_ms = after.iter().filter(|p| signed(p.1) > 3.0).count() as i64 * step.max(1);
     let tail = after.len().min(2);
-    let ongoing = after[after.len() - tail..].iter().all(|p| signed(p.1) > 3.0);
-    Some(Shift { baseline: base.median, after: after_median, peak, z: signed(peak), sustained_z: signed(after_median), onset_ms, anomalous_ms, ongoing })
+    let ongoing = after[after.len() - tail..]
+        .iter()
+        .all(|p| signed(p.1) > 3.0);
+    Some(Shift {
+        baseline: base.median,
+        after: after_median,
+        peak,
+        z: signed(peak),
+        sustained_z: signed(after_median),
+        onset_ms,
+        anomalous_ms,
+        ongoing,
+    })
 }
 
 /// Strength in `[0, 1]` of a robust z: 3σ is weak, 10σ strong.
@@ -160,12 +203,18 @@ mod tests {
     use super::*;
 
     fn series(values: &[f64]) -> Points {
-        values.iter().enumerate().map(|(i, v)| (i as i64 * 60_000, *v)).collect()
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64 * 60_000, *v))
+            .collect()
     }
 
     #[test]
     fn a_lasting_step_is_a_shift_with_its_onset() {
-        let mut v = vec![100.0, 102.0, 98.0, 101.0, 99.0, 100.0, 103.0, 97.0, 100.0, 101.0];
+        let mut v = vec![
+            100.0, 102.0, 98.0, 101.0, 99.0, 100.0, 103.0, 97.0, 100.0, 101.0,
+        ];
         v.extend([400.0, 420.0, 410.0, 405.0, 415.0]);
         let s = shift(&series(&v), 10 * 60_000, Direction::Up).unwrap();
         assert!(s.z > 20.0 && s.sustained_z > 20.0, "{s:?}");
@@ -176,16 +225,29 @@ mod tests {
     #[test]
     fn a_blip_that_passed_has_low_persistence() {
         let mut v = vec![100.0; 20];
-        v.extend([400.0, 100.0, 101.0, 99.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0]);
+        v.extend([
+            400.0, 100.0, 101.0, 99.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0,
+        ]);
         let s = shift(&series(&v), 20 * 60_000, Direction::Up).unwrap();
         assert!(!s.ongoing && s.persistence() < 0.2, "{s:?}");
     }
 
     #[test]
     fn counters_become_rates_and_ratios_align() {
-        let samples: Vec<Sample> = [0.0, 60.0, 120.0, 0.0, 60.0].iter().enumerate().map(|(i, v)| Sample { ts_ms: i as i64 * 60_000, value: *v }).collect();
+        let samples: Vec<Sample> = [0.0, 60.0, 120.0, 0.0, 60.0]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Sample {
+                ts_ms: i as i64 * 60_000,
+                value: *v,
+            })
+            .collect();
         let r = rate(&samples);
-        assert_eq!(r, vec![(60_000, 1.0), (120_000, 1.0), (240_000, 1.0)], "a reset is skipped");
+        assert_eq!(
+            r,
+            vec![(60_000, 1.0), (120_000, 1.0), (240_000, 1.0)],
+            "a reset is skipped"
+        );
         assert_eq!(ratio(&r, &vec![(60_000, 2.0)]), vec![(60_000, 0.5)]);
     }
 }

@@ -51,7 +51,11 @@ impl Baseline {
         let q95 = sorted[((sorted.len() - 1) as f64 * 0.95).round() as usize];
         // Only then: a range floor would let a fault that began just before the cut
         // inflate the noise of a well-behaved series.
-        let range_floor = if mad == 0.0 { (q95 - median).abs() / 3.0 } else { 0.0 };
+        let range_floor = if mad == 0.0 {
+            (q95 - median).abs() / 3.0
+        } else {
+            0.0
+        };
         let sigma = (1.4826 * mad)
             .max(RELATIVE_SIGMA_FLOOR * median.abs())
             .max(range_floor)

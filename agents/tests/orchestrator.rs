@@ -5,26 +5,53 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use cairn_agents::investigation::rank;
-use cairn_agents::{investigate_with, Budget, Domain, Evidence, Incident, Options, Progress, ProgressSink, Signal, Verdict};
-use cairn_connectors::{DataSource, Sample, Series, SeriesSelector, ServiceNode, SourceError, TimeWindow, Topology};
+use cairn_agents::{
+    investigate_with, Budget, Domain, Evidence, Incident, Options, Progress, ProgressSink, Signal,
+    Verdict,
+};
+use cairn_connectors::{
+    DataSource, Sample, Series, SeriesSelector, ServiceNode, SourceError, TimeWindow, Topology,
+};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap()
 }
 
 fn topology() -> Topology {
-    let node = |name: &str, deps: &[&str]| ServiceNode { name: name.into(), kind: Some("service".into()), team: None, runtime: None, depends_on: deps.iter().map(|d| d.to_string()).collect() };
-    Topology { services: vec![node("web", &["api"]), node("api", &["db"]), node("db", &[]), node("other", &[])] }
+    let node = |name: &str, deps: &[&str]| ServiceNode {
+        name: name.into(),
+        kind: Some("service".into()),
+        team: None,
+        runtime: None,
+        depends_on: deps.iter().map(|d| d.to_string()).collect(),
+    };
+    Topology {
+        services: vec![
+            node("web", &["api"]),
+            node("api", &["db"]),
+            node("db", &[]),
+            node("other", &[]),
+        ],
+    }
 }
 
-fn evidence(service: &str, domain: Domain, signal: Signal, score: f64, onset_min: Option<i64>) -> Evidence {
+fn evidence(
+    service: &str,
+    domain: Domain,
+    signal: Signal,
+    score: f64,
+    onset_min: Option<i64>,
+) -> Evidence {
     Evidence {
         domain,
         service: service.into(),
         signal,
         source: "test".into(),
         query: "q".into(),
-        window: TimeWindow { start: t0(), end: t0() + Duration::hours(1) },
+        window: TimeWindow {
+            start: t0(),
+            end: t0() + Duration::hours(1),
+        },
         observed: 1.0,
         baseline: 0.0,
         score,
@@ -50,7 +77,10 @@ fn a_caller_in_trouble_after_its_dependency_is_a_victim() {
     let ranked = rank(&ledger, &topology(), Some("web"), page_ms());
     assert_eq!(ranked[0].service, "api");
     let web = ranked.iter().find(|h| h.service == "web").unwrap();
-    assert!(!web.contradicting.is_empty(), "the victim carries the evidence against it");
+    assert!(
+        !web.contradicting.is_empty(),
+        "the victim carries the evidence against it"
+    );
     assert!(web.confidence.get() < ranked[0].confidence.get());
 }
 
@@ -64,9 +94,19 @@ fn a_change_counts_only_when_trouble_follows_it() {
     let ranked = rank(&aligned, &topology(), Some("web"), page_ms());
     assert_eq!(ranked[0].kind, Some(cairn_agents::FaultKind::BadDeploy));
 
-    let unrelated = vec![evidence("other", Domain::Changes, Signal::Deploy, 0.8, Some(34))];
+    let unrelated = vec![evidence(
+        "other",
+        Domain::Changes,
+        Signal::Deploy,
+        0.8,
+        Some(34),
+    )];
     let ranked = rank(&unrelated, &topology(), Some("web"), page_ms());
-    assert!(ranked[0].confidence.get() < 0.5, "a deploy to a healthy service is no claim: {}", ranked[0].confidence);
+    assert!(
+        ranked[0].confidence.get() < 0.5,
+        "a deploy to a healthy service is no claim: {}",
+        ranked[0].confidence
+    );
 }
 
 #[test]
@@ -83,9 +123,23 @@ fn weak_witnesses_do_not_make_a_claim() {
 
 #[test]
 fn agreement_across_domains_builds_confidence() {
-    let one = rank(&[evidence("db", Domain::Database, Signal::SlowQueries, 0.8, Some(35))], &topology(), Some("web"), page_ms());
+    let one = rank(
+        &[evidence(
+            "db",
+            Domain::Database,
+            Signal::SlowQueries,
+            0.8,
+            Some(35),
+        )],
+        &topology(),
+        Some("web"),
+        page_ms(),
+    );
     let two = rank(
-        &[evidence("db", Domain::Database, Signal::SlowQueries, 0.8, Some(35)), evidence("db", Domain::Logs, Signal::SlowQueries, 0.7, Some(35))],
+        &[
+            evidence("db", Domain::Database, Signal::SlowQueries, 0.8, Some(35)),
+            evidence("db", Domain::Logs, Signal::SlowQueries, 0.7, Some(35)),
+        ],
         &topology(),
         Some("web"),
         page_ms(),
@@ -111,48 +165,112 @@ impl DataSource for Production {
             let samples = (0..60)
                 .map(|m| {
                     total += per_min(m);
-                    Sample { ts_ms: (t0() + Duration::minutes(m)).timestamp_millis(), value: total }
+                    Sample {
+                        ts_ms: (t0() + Duration::minutes(m)).timestamp_millis(),
+                        value: total,
+                    }
                 })
                 .collect();
-            Series { metric: "http_requests_total".into(), labels: [("service".to_string(), service.to_string()), ("code".to_string(), code.to_string())].into(), samples }
+            Series {
+                metric: "http_requests_total".into(),
+                labels: [
+                    ("service".to_string(), service.to_string()),
+                    ("code".to_string(), code.to_string()),
+                ]
+                .into(),
+                samples,
+            }
         };
         let all = vec![
             counter("api", "200", &|m| 6000.0 + 50.0 * ((m * 7) % 5) as f64),
-            counter("api", "500", &|m| if m >= 35 { 1200.0 } else { 6.0 + (m % 3) as f64 }),
+            counter("api", "500", &|m| {
+                if m >= 35 {
+                    1200.0
+                } else {
+                    6.0 + (m % 3) as f64
+                }
+            }),
             counter("web", "200", &|m| 6000.0 + 40.0 * ((m * 3) % 4) as f64),
-            counter("web", "500", &|m| if m >= 35 { 1100.0 } else { 5.0 + (m % 2) as f64 }),
+            counter("web", "500", &|m| {
+                if m >= 35 {
+                    1100.0
+                } else {
+                    5.0 + (m % 2) as f64
+                }
+            }),
         ];
-        Ok(all.into_iter().filter(|s| query.matches(&s.metric, &s.labels)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|s| query.matches(&s.metric, &s.labels))
+            .collect())
     }
 }
 
 fn incident() -> Incident {
-    Incident { title: "web errors".into(), onset: t0() + Duration::minutes(38), window: TimeWindow { start: t0(), end: t0() + Duration::minutes(59) }, entry_service: Some("web".into()) }
+    Incident {
+        title: "web errors".into(),
+        onset: t0() + Duration::minutes(38),
+        window: TimeWindow {
+            start: t0(),
+            end: t0() + Duration::minutes(59),
+        },
+        entry_service: Some("web".into()),
+    }
 }
 
 #[tokio::test]
 async fn agents_run_and_report_progress_in_order() {
     let (sink, mut rx) = ProgressSink::channel();
-    let finding = investigate_with(&incident(), &Production, Options { progress: sink, ..Options::default() }).await.unwrap();
+    let finding = investigate_with(
+        &incident(),
+        &Production,
+        Options {
+            progress: sink,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(finding.ranking[0].service, "api");
     assert_eq!(finding.verdict, Verdict::RootCauseFound);
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
         events.push(e);
     }
-    let started = events.iter().filter(|e| matches!(e, Progress::AgentStarted { .. })).count();
-    let finished = events.iter().filter(|e| matches!(e, Progress::AgentFinished { .. })).count();
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, Progress::AgentStarted { .. }))
+        .count();
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Progress::AgentFinished { .. }))
+        .count();
     assert_eq!(started, 9, "every domain agent runs in round 1");
     assert!(finished >= 9);
-    assert!(matches!(events.first(), Some(Progress::RoundStarted { round: 1 })));
+    assert!(matches!(
+        events.first(),
+        Some(Progress::RoundStarted { round: 1 })
+    ));
     assert!(matches!(events.last(), Some(Progress::Done { .. })));
 }
 
 #[tokio::test]
 async fn a_spent_budget_stops_queries_without_failing_the_investigation() {
-    let budget = Budget { max_queries: 3, ..Budget::default() };
+    let budget = Budget {
+        max_queries: 3,
+        ..Budget::default()
+    };
     let (sink, mut rx) = ProgressSink::channel();
-    let finding = investigate_with(&incident(), &Production, Options { budget, progress: sink }).await.unwrap();
+    let finding = investigate_with(
+        &incident(),
+        &Production,
+        Options {
+            budget,
+            progress: sink,
+        },
+    )
+    .await
+    .unwrap();
     assert!(finding.queries <= 3, "{} queries", finding.queries);
     let mut refused = 0;
     while let Ok(e) = rx.try_recv() {

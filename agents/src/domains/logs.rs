@@ -58,46 +58,86 @@ pub fn template(message: &str) -> String {
 
 fn is_error(record: &LogRecord) -> bool {
     let level = record.level.as_deref().unwrap_or("").to_ascii_lowercase();
-    if matches!(level.as_str(), "error" | "err" | "fatal" | "critical" | "severe" | "panic") {
+    if matches!(
+        level.as_str(),
+        "error" | "err" | "fatal" | "critical" | "severe" | "panic"
+    ) {
         return true;
     }
     if !level.is_empty() && level != "unknown" {
         return false;
     }
     let m = record.message.to_ascii_lowercase();
-    ["exception", "error", "failed", "panic", "fatal"].iter().any(|w| m.contains(w))
+    ["exception", "error", "failed", "panic", "fatal"]
+        .iter()
+        .any(|w| m.contains(w))
 }
 
 /// The cause a line names, if it names one, and whether it is about a peer.
 fn classify(message: &str) -> Option<(Signal, bool)> {
     let m = message.to_ascii_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
-    Some(if has(&["no such host", "unknownhost", "name or service not known", "name resolution", "nxdomain"]) {
-        (Signal::DnsFailure, true)
-    } else if has(&["x509", "certificate has expired", "certificateexpired", "sslhandshake", "tls handshake", "bad certificate"]) {
-        (Signal::TlsFailure, true)
-    } else if has(&["connection reset", "broken pipe", "econnreset"]) {
-        (Signal::PacketLoss, true)
-    } else if has(&["too many requests", "rate limit"]) || m.split(|c: char| !c.is_ascii_alphanumeric()).any(|t| t == "429") {
-        (Signal::RateLimited, true)
-    } else if has(&["no space left", "enospc", "disk full"]) {
-        (Signal::DiskFull, false)
-    } else if has(&["outofmemory", "out of memory", "memoryerror", "heap limit", "oomkilled"]) {
-        (Signal::OomKill, false)
-    } else if has(&["connection is not available", "pool timed out", "queuepool limit", "acquire connection", "too many clients"]) {
-        (Signal::PoolExhaustion, false)
-    } else if has(&["duration: "]) && has(&["statement", "execute"]) || has(&["still waiting for", "lock timeout"]) {
-        (Signal::SlowQueries, false)
-    } else if has(&["timeout", "timed out", "deadline exceeded"]) {
-        (Signal::Latency, true)
-    } else {
-        return None;
-    })
+    Some(
+        if has(&[
+            "no such host",
+            "unknownhost",
+            "name or service not known",
+            "name resolution",
+            "nxdomain",
+        ]) {
+            (Signal::DnsFailure, true)
+        } else if has(&[
+            "x509",
+            "certificate has expired",
+            "certificateexpired",
+            "sslhandshake",
+            "tls handshake",
+            "bad certificate",
+        ]) {
+            (Signal::TlsFailure, true)
+        } else if has(&["connection reset", "broken pipe", "econnreset"]) {
+            (Signal::PacketLoss, true)
+        } else if has(&["too many requests", "rate limit"])
+            || m.split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|t| t == "429")
+        {
+            (Signal::RateLimited, true)
+        } else if has(&["no space left", "enospc", "disk full"]) {
+            (Signal::DiskFull, false)
+        } else if has(&[
+            "outofmemory",
+            "out of memory",
+            "memoryerror",
+            "heap limit",
+            "oomkilled",
+        ]) {
+            (Signal::OomKill, false)
+        } else if has(&[
+            "connection is not available",
+            "pool timed out",
+            "queuepool limit",
+            "acquire connection",
+            "too many clients",
+        ]) {
+            (Signal::PoolExhaustion, false)
+        } else if has(&["duration: "]) && has(&["statement", "execute"])
+            || has(&["still waiting for", "lock timeout"])
+        {
+            (Signal::SlowQueries, false)
+        } else if has(&["timeout", "timed out", "deadline exceeded"]) {
+            (Signal::Latency, true)
+        } else {
+            return None;
+        },
+    )
 }
 
 /// The known service a line names, other than the one that wrote it.
 fn peer_in<'a>(message: &str, own: &str, names: &[&'a str]) -> Option<&'a str> {
-    names.iter().copied().find(|n| *n != own && message.contains(n))
+    names
+        .iter()
+        .copied()
+        .find(|n| *n != own && message.contains(n))
 }
 
 #[async_trait]
@@ -107,7 +147,15 @@ impl Agent for Logs {
     }
 
     async fn survey(&self, cx: &Context<'_>) -> Result<Vec<Evidence>, SourceError> {
-        let lines = cx.source.logs(&LogQuery { window: cx.window(), service: None, contains: None, limit: MAX_LINES }).await?;
+        let lines = cx
+            .source
+            .logs(&LogQuery {
+                window: cx.window(),
+                service: None,
+                contains: None,
+                limit: MAX_LINES,
+            })
+            .await?;
         if lines.is_empty() {
             return Ok(Vec::new());
         }
@@ -128,7 +176,11 @@ impl Agent for Logs {
         // Causes named in lines after the cut: (credited service, signal) → (count, example, first).
         let mut causes: BTreeMap<(String, Signal), (usize, String, i64, String)> = BTreeMap::new();
         let mut last_seen: BTreeMap<(String, Signal), i64> = BTreeMap::new();
-        let coverage_end = lines.iter().map(|r| r.ts.timestamp_millis()).max().unwrap_or(cx.cut_ms);
+        let coverage_end = lines
+            .iter()
+            .map(|r| r.ts.timestamp_millis())
+            .max()
+            .unwrap_or(cx.cut_ms);
         let mut causes_before: BTreeMap<(String, Signal), usize> = BTreeMap::new();
         for r in &lines {
             let t = tally.entry(r.service.clone()).or_default();
@@ -141,7 +193,10 @@ impl Agent for Logs {
                 t.minutes_before.insert(minute);
             }
             // Warnings count only where a cause is logged at warn level (slow statements).
-            let error = is_error(r) || r.level.as_deref().is_some_and(|l| l.eq_ignore_ascii_case("warn") || l.eq_ignore_ascii_case("warning")) && classify(&r.message).is_some_and(|(s, _)| s == Signal::SlowQueries);
+            let error = is_error(r)
+                || r.level.as_deref().is_some_and(|l| {
+                    l.eq_ignore_ascii_case("warn") || l.eq_ignore_ascii_case("warning")
+                }) && classify(&r.message).is_some_and(|(s, _)| s == Signal::SlowQueries);
             if !error {
                 if !after {
                     t.seen_before.insert(template(&r.message));
@@ -160,11 +215,18 @@ impl Agent for Logs {
                 t.seen_before.insert(tpl);
             }
             if let Some((signal, about_peer)) = classify(&r.message) {
-                let credited = if about_peer { peer_in(&r.message, &r.service, &names).unwrap_or(&r.service) } else { &r.service };
+                let credited = if about_peer {
+                    peer_in(&r.message, &r.service, &names).unwrap_or(&r.service)
+                } else {
+                    &r.service
+                };
                 let key = (credited.to_owned(), signal);
                 if after {
                     last_seen.insert(key.clone(), ms);
-                    let entry = causes.entry(key).or_insert((0, r.message.clone(), ms, r.service.clone()));
+                    let entry =
+                        causes
+                            .entry(key)
+                            .or_insert((0, r.message.clone(), ms, r.service.clone()));
                     entry.0 += 1;
                 } else {
                     *causes_before.entry(key).or_default() += 1;
@@ -172,8 +234,18 @@ impl Agent for Logs {
             }
         }
         let mut out = Vec::new();
-        let window = TimeWindow { start: cx.cut(), end: cx.window().end };
-        let mk = |service: &str, signal: Signal, score: f64, onset: Option<i64>, query: String, reason: String, observed: f64, baseline: f64| Evidence {
+        let window = TimeWindow {
+            start: cx.cut(),
+            end: cx.window().end,
+        };
+        let mk = |service: &str,
+                  signal: Signal,
+                  score: f64,
+                  onset: Option<i64>,
+                  query: String,
+                  reason: String,
+                  observed: f64,
+                  baseline: f64| Evidence {
             domain: Domain::Logs,
             service: service.to_owned(),
             signal,
@@ -193,34 +265,88 @@ impl Agent for Logs {
             let after_rate = t.errors_after as f64 / t.minutes_after.len().max(1) as f64;
             if t.errors_after >= 3 && after_rate > 3.0 * before_rate.max(0.5) {
                 let ratio = after_rate / before_rate.max(0.5);
-                out.push(mk(service, Signal::Errors, (0.3 + 0.1 * ratio.ln()).clamp(0.3, 0.8), None, format!("error-level logs of {service}, per minute, before vs after the onset"), format!("{after_rate:.1} error lines/min (baseline {before_rate:.1})"), after_rate, before_rate));
+                out.push(mk(
+                    service,
+                    Signal::Errors,
+                    (0.3 + 0.1 * ratio.ln()).clamp(0.3, 0.8),
+                    None,
+                    format!("error-level logs of {service}, per minute, before vs after the onset"),
+                    format!("{after_rate:.1} error lines/min (baseline {before_rate:.1})"),
+                    after_rate,
+                    before_rate,
+                ));
             }
-            if let Some((tpl, (count, example, first))) = t.new_after.iter().max_by_key(|(_, v)| v.0) {
+            if let Some((tpl, (count, example, first))) =
+                t.new_after.iter().max_by_key(|(_, v)| v.0)
+            {
                 // A handful of lines of an unseen template is chance; it takes a burst.
-                if *count >= 3 && (*count as f64) >= 0.5 * t.minutes_after.len() as f64 && !t.minutes_before.is_empty() {
-                    let short: String = example.lines().next().unwrap_or("").chars().take(160).collect();
+                if *count >= 3
+                    && (*count as f64) >= 0.5 * t.minutes_after.len() as f64
+                    && !t.minutes_before.is_empty()
+                {
+                    let short: String = example
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(160)
+                        .collect();
                     let _ = tpl;
-                    out.push(mk(service, Signal::NewErrorTemplate, (0.4 + 0.05 * (*count as f64).ln()).min(0.75), Some(*first), format!("log templates of {service} not seen before the onset"), format!("new error: \"{short}\" ({count}×)"), *count as f64, 0.0));
+                    out.push(mk(
+                        service,
+                        Signal::NewErrorTemplate,
+                        (0.4 + 0.05 * (*count as f64).ln()).min(0.75),
+                        Some(*first),
+                        format!("log templates of {service} not seen before the onset"),
+                        format!("new error: \"{short}\" ({count}×)"),
+                        *count as f64,
+                        0.0,
+                    ));
                 }
             }
         }
         for ((service, signal), (count, example, first, writer)) in causes {
-            let before = causes_before.get(&(service.clone(), signal)).copied().unwrap_or(0);
+            let before = causes_before
+                .get(&(service.clone(), signal))
+                .copied()
+                .unwrap_or(0);
             if count < 3 || count < 4 * before.max(1) && before > 0 {
                 continue;
             }
-            let short: String = example.lines().next().unwrap_or("").chars().take(160).collect();
-            let from = if writer == service { String::new() } else { format!(" in {writer}'s logs") };
+            let short: String = example
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(160)
+                .collect();
+            let from = if writer == service {
+                String::new()
+            } else {
+                format!(" in {writer}'s logs")
+            };
             let mut score = match signal {
                 Signal::Latency => 0.35,
                 _ => (0.55 + 0.05 * (count as f64).ln()).min(0.85),
             };
             // Lines that stopped well before the logs end were a blip that passed.
-            let last = last_seen.get(&(service.clone(), signal)).copied().unwrap_or(first);
+            let last = last_seen
+                .get(&(service.clone(), signal))
+                .copied()
+                .unwrap_or(first);
             if last < coverage_end - 3 * 60_000 {
                 score *= 0.1 + 0.9 * ((last - first) as f64 / (8.0 * 60_000.0)).min(1.0);
             }
-            out.push(mk(&service, signal, score, Some(first), format!("logs mentioning {service} after the onset, by error class"), format!("{count} lines{from}: \"{short}\""), count as f64, before as f64));
+            out.push(mk(
+                &service,
+                signal,
+                score,
+                Some(first),
+                format!("logs mentioning {service} after the onset, by error class"),
+                format!("{count} lines{from}: \"{short}\""),
+                count as f64,
+                before as f64,
+            ));
         }
         Ok(out)
     }
@@ -232,18 +358,48 @@ mod tests {
 
     #[test]
     fn templates_mask_variables() {
-        assert_eq!(template("Timeout calling payments: no response after 2000 ms"), "Timeout calling payments: no response after <*> ms");
-        assert_eq!(template("user 3f1a9c2e0b logged in from 10.2.3.4"), "user <*> logged in from <*>.<*>.<*>.<*>");
-        assert_eq!(template("path=/api/v1/x/3d4220b0 failed"), template("path=/api/v1/x/9c1f00aa failed"));
-        assert_eq!(template("bad body on /api/v1/ledger/k455"), template("bad body on /api/v1/ledger/k12"));
+        assert_eq!(
+            template("Timeout calling payments: no response after 2000 ms"),
+            "Timeout calling payments: no response after <*> ms"
+        );
+        assert_eq!(
+            template("user 3f1a9c2e0b logged in from 10.2.3.4"),
+            "user <*> logged in from <*>.<*>.<*>.<*>"
+        );
+        assert_eq!(
+            template("path=/api/v1/x/3d4220b0 failed"),
+            template("path=/api/v1/x/9c1f00aa failed")
+        );
+        assert_eq!(
+            template("bad body on /api/v1/ledger/k455"),
+            template("bad body on /api/v1/ledger/k12")
+        );
         assert_eq!(classify("bad body on /api/v1/x/k429"), None);
-        assert_eq!(template("GET /api/v1/items/42 200"), template("GET /api/v1/items/97 200"));
+        assert_eq!(
+            template("GET /api/v1/items/42 200"),
+            template("GET /api/v1/items/97 200")
+        );
     }
 
     #[test]
     fn classes_name_their_peer() {
-        assert_eq!(classify("dial tcp: lookup payments.prod.svc.cluster.local on 10.96.0.10:53: no such host"), Some((Signal::DnsFailure, true)));
-        assert_eq!(peer_in("lookup payments.prod.svc on x", "checkout", &["payments-db", "payments"]), Some("payments"));
-        assert_eq!(classify("HikariPool-1 - Connection is not available, request timed out after 3000ms."), Some((Signal::PoolExhaustion, false)));
+        assert_eq!(
+            classify(
+                "dial tcp: lookup payments.prod.svc.cluster.local on 10.96.0.10:53: no such host"
+            ),
+            Some((Signal::DnsFailure, true))
+        );
+        assert_eq!(
+            peer_in(
+                "lookup payments.prod.svc on x",
+                "checkout",
+                &["payments-db", "payments"]
+            ),
+            Some("payments")
+        );
+        assert_eq!(
+            classify("HikariPool-1 - Connection is not available, request timed out after 3000ms."),
+            Some((Signal::PoolExhaustion, false))
+        );
     }
 }

@@ -13,9 +13,20 @@ use crate::signals::{is_counter, ratio, signal_of, sum, trouble_direction, Direc
 
 /// Families other specialists read with their meaning (pools, databases, probes…).
 const OTHERS: [&str; 14] = [
-    "hikaricp_", "pg_", "redis_", "kafka_", "probe_", "kubelet_volume", "container_network_receive_packets_dropped",
-    "kube_pod_container_status_restarts", "container_cpu_cfs_throttled", "container_spec_", "http_client_requests",
-    "jvm_gc", "go_gc", "container_memory",
+    "hikaricp_",
+    "pg_",
+    "redis_",
+    "kafka_",
+    "probe_",
+    "kubelet_volume",
+    "container_network_receive_packets_dropped",
+    "kube_pod_container_status_restarts",
+    "container_cpu_cfs_throttled",
+    "container_spec_",
+    "http_client_requests",
+    "jvm_gc",
+    "go_gc",
+    "container_memory",
 ];
 /// Weakest shift (robust z) worth recording.
 const MIN_Z: f64 = 4.0;
@@ -27,7 +38,12 @@ fn identity(series: &Series) -> String {
     series
         .labels
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "pod" | "node" | "instance" | "le" | "code" | "status" | "status_code"))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "pod" | "node" | "instance" | "le" | "code" | "status" | "status_code"
+            )
+        })
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
@@ -37,7 +53,11 @@ fn signal_for(metric: &str) -> Signal {
     let m = metric.to_ascii_lowercase();
     if m.contains("latency") || m.contains("duration") || m.contains("requests_seconds") {
         Signal::Latency
-    } else if m.contains("error") || m.contains("fail") || m.contains("success") || m.contains("availability") {
+    } else if m.contains("error")
+        || m.contains("fail")
+        || m.contains("success")
+        || m.contains("availability")
+    {
         Signal::Errors
     } else if m.contains("cpu") {
         Signal::CpuSaturation
@@ -58,11 +78,18 @@ impl Agent for Metrics {
         let services: Vec<Option<String>> = if cx.topology.services.is_empty() {
             vec![None]
         } else {
-            cx.topology.services.iter().map(|s| Some(s.name.clone())).collect()
+            cx.topology
+                .services
+                .iter()
+                .map(|s| Some(s.name.clone()))
+                .collect()
         };
         let mut found: BTreeMap<(String, Signal), Evidence> = BTreeMap::new();
         for service in services {
-            let selector = SeriesSelector { service: service.clone(), ..SeriesSelector::all(cx.window()) };
+            let selector = SeriesSelector {
+                service: service.clone(),
+                ..SeriesSelector::all(cx.window())
+            };
             let series = cx.source.series(&selector).await?;
             let mut by_service: BTreeMap<String, Vec<Series>> = BTreeMap::new();
             for s in series {
@@ -91,11 +118,20 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
     // Counters with a status code: the error ratio, and the traffic.
     let mut by_family: BTreeMap<(String, String), Vec<&Series>> = BTreeMap::new();
     for s in series {
-        by_family.entry((s.metric.clone(), identity(s))).or_default().push(s);
+        by_family
+            .entry((s.metric.clone(), identity(s)))
+            .or_default()
+            .push(s);
     }
     let mut paired = std::collections::BTreeSet::new();
     for ((metric, id), group) in &by_family {
-        let code_of = |s: &Series| s.labels.get("code").or_else(|| s.labels.get("status")).or_else(|| s.labels.get("status_code")).cloned();
+        let code_of = |s: &Series| {
+            s.labels
+                .get("code")
+                .or_else(|| s.labels.get("status"))
+                .or_else(|| s.labels.get("status_code"))
+                .cloned()
+        };
         if is_counter(metric) && group.iter().any(|s| code_of(s).is_some()) {
             let all: Vec<Points> = group.iter().map(|s| signal_of(s)).collect();
             let bad: Vec<Points> = group
@@ -106,9 +142,22 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
             let total = sum(&all);
             let errors = ratio(&sum(&bad), &total);
             let query = format!("sum(rate({metric}{{service=\"{service}\",code=~\"5..\"}})) / sum(rate({metric}{{service=\"{service}\"}}))");
-            out.extend(cx.shifted(Domain::Metrics, Signal::Errors, service, query, &errors, Direction::Up, MIN_Z, |b, p| {
-                format!("error ratio {:.1}% → {:.1}% (5xx share of {metric})", b * 100.0, p * 100.0)
-            }));
+            out.extend(cx.shifted(
+                Domain::Metrics,
+                Signal::Errors,
+                service,
+                query,
+                &errors,
+                Direction::Up,
+                MIN_Z,
+                |b, p| {
+                    format!(
+                        "error ratio {:.1}% → {:.1}% (5xx share of {metric})",
+                        b * 100.0,
+                        p * 100.0
+                    )
+                },
+            ));
             let query = format!("sum(rate({metric}{{service=\"{service}\"}}))");
             out.extend(load(cx, service, query, &total));
             paired.insert((metric.clone(), id.clone()));
@@ -120,11 +169,22 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
             if let Some(counts) = by_family.get(&(count.clone(), id.clone())) {
                 let sums: Vec<Points> = group.iter().map(|s| signal_of(s)).collect();
                 let n: Vec<Points> = counts.iter().map(|s| signal_of(s)).collect();
-                let mean: Points = ratio(&sum(&sums), &sum(&n)).into_iter().map(|(t, v)| (t, v * 1000.0)).collect();
-                let query = format!("rate({stem}_sum{{service=\"{service}\"}}) / rate({stem}_count)");
-                out.extend(cx.shifted(Domain::Metrics, signal_for(stem), service, query, &mean, Direction::Up, MIN_Z, |b, p| {
-                    format!("mean {stem} {} ms → {} ms", num(b), num(p))
-                }));
+                let mean: Points = ratio(&sum(&sums), &sum(&n))
+                    .into_iter()
+                    .map(|(t, v)| (t, v * 1000.0))
+                    .collect();
+                let query =
+                    format!("rate({stem}_sum{{service=\"{service}\"}}) / rate({stem}_count)");
+                out.extend(cx.shifted(
+                    Domain::Metrics,
+                    signal_for(stem),
+                    service,
+                    query,
+                    &mean,
+                    Direction::Up,
+                    MIN_Z,
+                    |b, p| format!("mean {stem} {} ms → {} ms", num(b), num(p)),
+                ));
                 paired.insert((metric.clone(), id.clone()));
                 paired.insert((count, id.clone()));
             }
@@ -137,14 +197,29 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
         let points = signal_of(s);
         let direction = trouble_direction(&s.metric);
         let signal = signal_for(&s.metric);
-        let query = if is_counter(&s.metric) { format!("rate({}{{{}}})", s.metric, identity(s)) } else { format!("{}{{{}}}", s.metric, identity(s)) };
+        let query = if is_counter(&s.metric) {
+            format!("rate({}{{{}}})", s.metric, identity(s))
+        } else {
+            format!("{}{{{}}}", s.metric, identity(s))
+        };
         let metric = s.metric.clone();
-        let evidence = cx.shifted(Domain::Metrics, signal, service, query, &points, direction, MIN_Z, |b, p| {
-            format!("{metric} {} → {}", num(b), num(p))
-        });
+        let evidence = cx.shifted(
+            Domain::Metrics,
+            signal,
+            service,
+            query,
+            &points,
+            direction,
+            MIN_Z,
+            |b, p| format!("{metric} {} → {}", num(b), num(p)),
+        );
         // Traffic counters and gauges that rise a lot are load, not a fault in this service.
         if let Some(mut e) = evidence {
-            if signal == Signal::Anomaly && (s.metric.contains("request") || s.metric.contains("ops") || s.metric.contains("workload")) {
+            if signal == Signal::Anomaly
+                && (s.metric.contains("request")
+                    || s.metric.contains("ops")
+                    || s.metric.contains("workload"))
+            {
                 e.signal = Signal::Load;
                 if e.observed < 1.8 * e.baseline.max(1e-9) {
                     continue;
@@ -162,9 +237,23 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
 
 /// Traffic far above its baseline: evidence of load, with the multiplier.
 fn load(cx: &Context<'_>, service: &str, query: String, total: &Points) -> Option<Evidence> {
-    let mut e = cx.shifted(Domain::Metrics, Signal::Load, service, query, total, Direction::Up, MIN_Z, |b, p| {
-        format!("traffic {} → {} req/s (×{:.1})", num(b), num(p), p / b.max(1e-9))
-    })?;
+    let mut e = cx.shifted(
+        Domain::Metrics,
+        Signal::Load,
+        service,
+        query,
+        total,
+        Direction::Up,
+        MIN_Z,
+        |b, p| {
+            format!(
+                "traffic {} → {} req/s (×{:.1})",
+                num(b),
+                num(p),
+                p / b.max(1e-9)
+            )
+        },
+    )?;
     let multiplier = e.observed / e.baseline.max(1e-9);
     if multiplier < 1.8 {
         return None;

@@ -17,7 +17,7 @@ pub mod traces;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use cairn_connectors::{DataSource, SeriesSelector, Series, SourceError, TimeWindow, Topology};
+use cairn_connectors::{DataSource, Series, SeriesSelector, SourceError, TimeWindow, Topology};
 
 use crate::evidence::{Domain, Evidence, Signal};
 use crate::incident::Incident;
@@ -49,7 +49,12 @@ impl Context<'_> {
 
     /// Every series of `metric` in the window (all services).
     pub async fn metric(&self, metric: &str) -> Result<Vec<Series>, SourceError> {
-        self.source.series(&SeriesSelector { metric: Some(metric.to_owned()), ..SeriesSelector::all(self.window()) }).await
+        self.source
+            .series(&SeriesSelector {
+                metric: Some(metric.to_owned()),
+                ..SeriesSelector::all(self.window())
+            })
+            .await
     }
 
     /// The cut for data captured only around the page (short trace or log captures): the
@@ -62,19 +67,29 @@ impl Context<'_> {
         times.sort_unstable();
         let page = self.incident.onset.timestamp_millis();
         let enough = |cut: i64| times.partition_point(|t| *t < cut) * 5 >= times.len();
-        [self.cut_ms, page - 60_000, page - 30_000, page].into_iter().find(|c| enough(*c)).unwrap_or(self.cut_ms)
+        [self.cut_ms, page - 60_000, page - 30_000, page]
+            .into_iter()
+            .find(|c| enough(*c))
+            .unwrap_or(self.cut_ms)
     }
 
     /// Known service names, longest first (for finding names inside text).
     pub fn service_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.topology.services.iter().map(|s| s.name.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .topology
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         names.sort_by_key(|n| std::cmp::Reverse(n.len()));
         names
     }
 
     /// The kind the topology gives a service (`database`, `external`…), if any.
     pub fn kind_of(&self, service: &str) -> Option<&str> {
-        self.topology.service(service).and_then(|s| s.kind.as_deref())
+        self.topology
+            .service(service)
+            .and_then(|s| s.kind.as_deref())
     }
 
     /// Evidence that `points` shifted in `direction` after the cut, when it did.
@@ -102,7 +117,10 @@ impl Context<'_> {
             signal,
             source: self.source.name().to_owned(),
             query,
-            window: TimeWindow { start: self.cut(), end: self.window().end },
+            window: TimeWindow {
+                start: self.cut(),
+                end: self.window().end,
+            },
             observed: s.peak,
             baseline: s.baseline,
             // A blip that came and went before the data ends counts for less.
@@ -125,7 +143,12 @@ pub trait Agent: Send + Sync {
     async fn survey(&self, cx: &Context<'_>) -> Result<Vec<Evidence>, SourceError>;
 
     /// Later rounds: look closer at the leading suspects (and at what the ledger holds).
-    async fn examine(&self, _cx: &Context<'_>, _suspects: &[String], _ledger: &[Evidence]) -> Result<Vec<Evidence>, SourceError> {
+    async fn examine(
+        &self,
+        _cx: &Context<'_>,
+        _suspects: &[String],
+        _ledger: &[Evidence],
+    ) -> Result<Vec<Evidence>, SourceError> {
         Ok(Vec::new())
     }
 }
@@ -150,7 +173,9 @@ pub fn trend(points: &Points, cut_ms: i64) -> Vec<f64> {
     let from = points.partition_point(|p| p.0 < cut_ms).saturating_sub(24);
     let tail = &points[from..];
     let stride = tail.len().div_ceil(32).max(1);
-    tail.chunks(stride).map(|c| c.iter().map(|p| p.1).fold(f64::MIN, f64::max)).collect()
+    tail.chunks(stride)
+        .map(|c| c.iter().map(|p| p.1).fold(f64::MIN, f64::max))
+        .collect()
 }
 
 /// Formats a number for a reason line: short, with sensible precision.

@@ -42,41 +42,57 @@ impl Agent for TopologyAgent {
         Ok(Vec::new())
     }
 
-    async fn examine(&self, cx: &Context<'_>, suspects: &[String], ledger: &[Evidence]) -> Result<Vec<Evidence>, SourceError> {
-        let Some(entry) = cx.incident.entry_service.as_deref() else { return Ok(Vec::new()) };
+    async fn examine(
+        &self,
+        cx: &Context<'_>,
+        suspects: &[String],
+        ledger: &[Evidence],
+    ) -> Result<Vec<Evidence>, SourceError> {
+        let Some(entry) = cx.incident.entry_service.as_deref() else {
+            return Ok(Vec::new());
+        };
         if cx.topology.services.is_empty() {
             return Ok(Vec::new());
         }
         let reach = downstream(&cx.topology, entry);
-        let troubled: BTreeSet<&str> = ledger.iter().filter(|e| e.score >= 0.3).map(|e| e.service.as_str()).collect();
+        let troubled: BTreeSet<&str> = ledger
+            .iter()
+            .filter(|e| e.score >= 0.3)
+            .map(|e| e.service.as_str())
+            .collect();
         let mut out = Vec::new();
         for suspect in suspects {
-            let Some(hops) = reach.get(suspect) else { continue };
-            let own = ledger.iter().filter(|e| &e.service == suspect && !matches!(e.domain, Domain::Topology | Domain::Changes)).map(|e| e.score).fold(0.0, f64::max);
+            let Some(hops) = reach.get(suspect) else {
+                continue;
+            };
+            let own = ledger
+                .iter()
+                .filter(|e| {
+                    &e.service == suspect && !matches!(e.domain, Domain::Topology | Domain::Changes)
+                })
+                .map(|e| e.score)
+                .fold(0.0, f64::max);
             if own < 0.5 {
                 continue;
             }
-            let deps: Vec<&str> = cx.topology.service(suspect).map(|n| n.depends_on.iter().map(String::as_str).collect()).unwrap_or_default();
-            let troubled_deps: Vec<&str> = deps.iter().copied().filter(|d| troubled.contains(d)).collect();
+            let deps: Vec<&str> = cx
+                .topology
+                .service(suspect)
+                .map(|n| n.depends_on.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            let troubled_deps: Vec<&str> = deps
+                .iter()
+                .copied()
+                .filter(|d| troubled.contains(d))
+                .collect();
             if troubled_deps.is_empty() {
                 out.push(Evidence {
-                    domain: Domain::Topology,
-                    service: suspect.clone(),
-                    signal: Signal::Anomaly,
-                    source: "topology".to_owned(),
-                    query: format!("dependencies of {suspect} with evidence of trouble, on the path from {entry}"),
-                    window: TimeWindow { start: cx.cut(), end: cx.window().end },
                     observed: *hops as f64,
-                    baseline: 0.0,
-                    score: 0.35,
-                    onset_ms: None,
-                    reason: if *hops == 0 {
+                    ..Evidence::new(Domain::Topology, Signal::Anomaly, suspect.clone(), "topology".to_owned(), format!("dependencies of {suspect} with evidence of trouble, on the path from {entry}"), TimeWindow { start: cx.cut(), end: cx.window().end }, 0.35, if *hops == 0 {
                         format!("{suspect} is the paged service and none of its {} dependencies is in trouble", deps.len())
                     } else {
                         format!("{hops} hop(s) below {entry}, and none of its {} dependencies is in trouble: trouble starts here", deps.len())
-                    },
-                    link: None,
-                    trend: Vec::new(),
+                    })
                 });
             }
         }

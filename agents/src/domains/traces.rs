@@ -35,14 +35,25 @@ impl Agent for Traces {
     }
 
     async fn survey(&self, cx: &Context<'_>) -> Result<Vec<Evidence>, SourceError> {
-        let spans = cx.source.spans(&SpanQuery { window: cx.window(), service: None, trace_id: None, limit: MAX_SPANS }).await?;
+        let spans = cx
+            .source
+            .spans(&SpanQuery {
+                window: cx.window(),
+                service: None,
+                trace_id: None,
+                limit: MAX_SPANS,
+            })
+            .await?;
         if spans.is_empty() {
             return Ok(Vec::new());
         }
         let mut children: HashMap<(&str, &str), Vec<&Span>> = HashMap::new();
         for s in &spans {
             if let Some(parent) = &s.parent_span_id {
-                children.entry((s.trace_id.as_str(), parent.as_str())).or_default().push(s);
+                children
+                    .entry((s.trace_id.as_str(), parent.as_str()))
+                    .or_default()
+                    .push(s);
             }
         }
         let cut_ms = cx.cut_for(spans.iter().map(|s| s.ts.timestamp_millis()).collect());
@@ -58,10 +69,18 @@ impl Agent for Traces {
             if let Some(kids) = kids.filter(|k| k.iter().all(|c| c.service != s.service)) {
                 let callee = kids[0].service.clone();
                 let slot = edges.entry((s.service.clone(), callee)).or_default();
-                if after { slot.1.push(own) } else { slot.0.push(own) }
+                if after {
+                    slot.1.push(own)
+                } else {
+                    slot.0.push(own)
+                }
                 continue;
             }
-            let peer = s.attrs.get("peer.service").and_then(|v| v.as_str()).filter(|_| kids.is_none());
+            let peer = s
+                .attrs
+                .get("peer.service")
+                .and_then(|v| v.as_str())
+                .filter(|_| kids.is_none());
             let credited = peer.unwrap_or(&s.service).to_owned();
             let p = per.entry(credited).or_default();
             if after {
@@ -72,7 +91,8 @@ impl Agent for Traces {
                 p.spans_before += 1;
             }
             let failed = s.status == Some(SpanStatus::Error);
-            let child_failed = kids.is_some_and(|k| k.iter().any(|c| c.status == Some(SpanStatus::Error)));
+            let child_failed =
+                kids.is_some_and(|k| k.iter().any(|c| c.status == Some(SpanStatus::Error)));
             if failed && !child_failed {
                 if after {
                     p.origins_after += 1;
@@ -84,12 +104,17 @@ impl Agent for Traces {
             }
         }
         let mut out = Vec::new();
-        let window = TimeWindow { start: cx.cut(), end: cx.window().end };
+        let window = TimeWindow {
+            start: cx.cut(),
+            end: cx.window().end,
+        };
         for ((caller, callee), (before, after)) in &edges {
             if before.len() < 3 || after.len() < 3 {
                 continue;
             }
-            let (Some(base), Some(mut now)) = (Baseline::of(before), Some(after.clone())) else { continue };
+            let (Some(base), Some(mut now)) = (Baseline::of(before), Some(after.clone())) else {
+                continue;
+            };
             now.sort_by(f64::total_cmp);
             let median_after = now[now.len() / 2];
             let z = (median_after - base.median) / base.sigma.max(1.0);
@@ -149,13 +174,20 @@ impl Agent for Traces {
                     service: service.clone(),
                     signal: Signal::TraceOrigin,
                     source: cx.source.name().to_owned(),
-                    query: format!("failed spans of {service} with no failed child, before vs after the onset"),
+                    query: format!(
+                        "failed spans of {service} with no failed child, before vs after the onset"
+                    ),
                     window,
                     observed: share_after,
                     baseline: share_before,
                     score: (0.5 + share_after).min(0.85),
                     onset_ms: p.first_origin,
-                    reason: format!("errors start here in {} traces ({:.1}% of its spans, baseline {:.1}%)", p.origins_after, share_after * 100.0, share_before * 100.0),
+                    reason: format!(
+                        "errors start here in {} traces ({:.1}% of its spans, baseline {:.1}%)",
+                        p.origins_after,
+                        share_after * 100.0,
+                        share_before * 100.0
+                    ),
                     link: None,
                     trend: Vec::new(),
                 });
