@@ -26,12 +26,26 @@ async fn main() {
         let case_started = Instant::now();
         let bundle = cairn_connectors::Bundle::open(dir).expect("bundle");
         let opened = case_started.elapsed().as_secs_f64();
-        let incident = cairn_agents::Incident::from_alert(bundle.alert().expect("alert.json"), bundle.meta().window);
+        let incident = cairn_agents::Incident::from_alert(
+            bundle.alert().expect("alert.json"),
+            bundle.meta().window,
+        );
         let set = cairn_connectors::SourceSet::new(vec![Arc::new(bundle)]);
-        let finding = cairn_agents::investigate(&incident, &set).await.expect("investigation");
+        let finding = cairn_agents::investigate(&incident, &set)
+            .await
+            .expect("investigation");
         let total = case_started.elapsed().as_secs_f64();
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        println!("{name:<28} open {:>6.0} ms  investigate {:>6.0} ms  total {:>6.0} ms  {} queries", opened * 1000.0, (total - opened) * 1000.0, total * 1000.0, finding.queries);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!(
+            "{name:<28} open {:>6.0} ms  investigate {:>6.0} ms  total {:>6.0} ms  {} queries",
+            opened * 1000.0,
+            (total - opened) * 1000.0,
+            total * 1000.0,
+            finding.queries
+        );
         if total > slowest.1 {
             slowest = (name, total);
         }

@@ -10,11 +10,25 @@ async fn main() {
     let incident = cairn_agents::Incident::from_alert(bundle.alert().expect("alert.json"), window);
     let set = cairn_connectors::SourceSet::new(vec![Arc::new(bundle)]);
     let (sink, mut rx) = cairn_agents::ProgressSink::channel();
-    let options = cairn_agents::Options { progress: sink, ..Default::default() };
-    let finding = cairn_agents::investigate_with(&incident, &set, options).await.expect("investigation");
+    let options = cairn_agents::Options {
+        progress: sink,
+        ..Default::default()
+    };
+    let finding = cairn_agents::investigate_with(&incident, &set, options)
+        .await
+        .expect("investigation");
     while let Ok(event) = rx.try_recv() {
-        if let cairn_agents::Progress::AgentFinished { agent, evidence, elapsed_ms, error } = event {
-            println!("agent {agent}: {evidence} items in {elapsed_ms} ms {}", error.unwrap_or_default());
+        if let cairn_agents::Progress::AgentFinished {
+            agent,
+            evidence,
+            elapsed_ms,
+            error,
+        } = event
+        {
+            println!(
+                "agent {agent}: {evidence} items in {elapsed_ms} ms {}",
+                error.unwrap_or_default()
+            );
         }
     }
     for line in &finding.checked {
@@ -23,7 +37,14 @@ async fn main() {
     for h in finding.ranking.iter().take(8) {
         println!("{} {:?} {:.3}", h.service, h.kind, h.confidence.get());
         for e in &h.supporting {
-            println!("    {}/{:?} {:.2} onset={:?}: {}", e.domain.as_str(), e.signal, e.score, e.onset_ms, e.reason);
+            println!(
+                "    {}/{:?} {:.2} onset={:?}: {}",
+                e.domain.as_str(),
+                e.signal,
+                e.score,
+                e.onset_ms,
+                e.reason
+            );
         }
         for e in &h.contradicting {
             println!("    against: {}", e.reason);

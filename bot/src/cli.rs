@@ -63,7 +63,12 @@ pub struct SimulateArgs {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Directory holding telemetry bundles (searched recursively).
-    #[arg(long, value_name = "DIR", required_unless_present = "scenarios", conflicts_with = "scenarios")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "scenarios",
+        conflicts_with = "scenarios"
+    )]
     pub bundles: Option<PathBuf>,
     /// Directory holding scenario files (searched recursively); each is simulated in
     /// memory, investigated and scored against its `expect`.
@@ -105,8 +110,9 @@ impl CliError {
 pub fn init_tracing() {
     // By default the migration runner's and the SQL driver's per-step chatter stays out:
     // `cairn migrate` prints its own one-line report.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sea_orm_migration=warn,sqlx=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sea_orm_migration=warn,sqlx=warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -23,7 +23,10 @@ pub struct ConfigError(String);
 
 impl ConfigError {
     fn invalid(key: &Key, origin: Origin, expected: &str, got: &str) -> Self {
-        Self(format!("{} {origin} must be {expected}, not `{got}`.", key.describe()))
+        Self(format!(
+            "{} {origin} must be {expected}, not `{got}`.",
+            key.describe()
+        ))
     }
 }
 
@@ -190,7 +193,9 @@ impl RawConfig {
     /// Reads the file layer from TOML text; `path` is for messages.
     pub fn with_file(mut self, path: &Path, text: &str) -> Result<Self, ConfigError> {
         let file: FileConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |span| text[..span.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map_or(1, |span| {
+                text[..span.start.min(text.len())].lines().count().max(1)
+            });
             let what = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             ConfigError(format!(
                 "{}:{line}: not a valid Cairn configuration: {}.",
@@ -199,13 +204,17 @@ impl RawConfig {
             ))
         })?;
         for (name, value) in file.values {
-            let key = Key::ALL.iter().copied().find(|k| k.file_key() == name).ok_or_else(|| {
-                ConfigError(format!(
-                    "{} has an unknown key `{name}`; known keys are {} and [[sources]].",
-                    path.display(),
-                    Key::ALL.map(Key::file_key).join(", ")
-                ))
-            })?;
+            let key = Key::ALL
+                .iter()
+                .copied()
+                .find(|k| k.file_key() == name)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "{} has an unknown key `{name}`; known keys are {} and [[sources]].",
+                        path.display(),
+                        Key::ALL.map(Key::file_key).join(", ")
+                    ))
+                })?;
             let text = file_value_text(value).ok_or_else(|| {
                 ConfigError(format!(
                     "{} in {} must be a string (or a list of strings), not a table.",
@@ -213,7 +222,8 @@ impl RawConfig {
                     path.display()
                 ))
             })?;
-            self.values.insert(key, (text, Origin::File(path.to_owned())));
+            self.values
+                .insert(key, (text, Origin::File(path.to_owned())));
         }
         self.sources = file.sources;
         self.file = Some(path.to_owned());
@@ -248,8 +258,12 @@ impl DatabaseUrl {
 
     /// The SQLite file's path, for SQLite URLs.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
-        let DatabaseUrl::Sqlite(url) = self else { return None };
-        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+        let DatabaseUrl::Sqlite(url) = self else {
+            return None;
+        };
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next().unwrap_or_default();
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
@@ -371,7 +385,10 @@ impl Config {
         };
         if let Some(path) = path {
             let text = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError(format!("cannot read configuration file {}: {e}.", path.display()))
+                ConfigError(format!(
+                    "cannot read configuration file {}: {e}.",
+                    path.display()
+                ))
             })?;
             raw = raw.with_file(&path, &text)?;
         }
@@ -381,13 +398,24 @@ impl Config {
     /// Parses both layers into typed values.
     pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
         let get = |key: Key| raw.values.get(&key).map(|(v, o)| (v.trim(), o.clone()));
-        let text = |key: Key| get(key).map(|(v, _)| v.to_owned()).filter(|v| !v.is_empty());
+        let text = |key: Key| {
+            get(key)
+                .map(|(v, _)| v.to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let secret = |key: Key| text(key).map(SecretString::from);
 
         let listen = match get(Key::Listen) {
-            None => DEFAULT_LISTEN.parse().expect("default listen address parses"),
+            None => DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
             Some((v, origin)) => v.parse().map_err(|_| {
-                ConfigError::invalid(&Key::Listen, origin, "a socket address like 127.0.0.1:3000", v)
+                ConfigError::invalid(
+                    &Key::Listen,
+                    origin,
+                    "a socket address like 127.0.0.1:3000",
+                    v,
+                )
             })?,
         };
 
@@ -440,7 +468,12 @@ impl Config {
                         Key::SlackAppToken.env_var()
                     )));
                 }
-                Some(SlackConfig { bot_token, signing_secret, app_token, api_url })
+                Some(SlackConfig {
+                    bot_token,
+                    signing_secret,
+                    app_token,
+                    api_url,
+                })
             }
         };
 
@@ -547,7 +580,10 @@ fn resolve_sources<'a>(
     for (i, s) in raw.sources.iter().enumerate() {
         let at = format!("`sources[{i}]` in {where_}");
         let kind_text = s.kind.as_deref().ok_or_else(|| {
-            ConfigError(format!("{at} has no `kind`; expected {}.", SourceKind::NAMES))
+            ConfigError(format!(
+                "{at} has no `kind`; expected {}.",
+                SourceKind::NAMES
+            ))
         })?;
         let kind = SourceKind::parse(kind_text).ok_or_else(|| {
             ConfigError(format!(
@@ -579,7 +615,9 @@ fn resolve_sources<'a>(
     }
 
     let shortcut = |key: Key, kind: SourceKind| -> Result<Option<SourceConfig>, ConfigError> {
-        let Some((value, origin)) = get(key) else { return Ok(None) };
+        let Some((value, origin)) = get(key) else {
+            return Ok(None);
+        };
         if value.is_empty() {
             return Ok(None);
         }
@@ -625,7 +663,12 @@ fn resolve_sources<'a>(
     }
     if let Some((url, origin)) = get(Key::GithubApiUrl) {
         if !is_http_url(url) {
-            return Err(ConfigError::invalid(&Key::GithubApiUrl, origin, "an http(s) URL", url));
+            return Err(ConfigError::invalid(
+                &Key::GithubApiUrl,
+                origin,
+                "an http(s) URL",
+                url,
+            ));
         }
     }
     Ok(sources)
@@ -633,7 +676,10 @@ fn resolve_sources<'a>(
 
 fn check_source(source: &SourceConfig, at: &str) -> Result<(), ConfigError> {
     let need = |what: &str| {
-        ConfigError(format!("{at} (kind `{}`) needs `{what}`.", source.kind.as_str()))
+        ConfigError(format!(
+            "{at} (kind `{}`) needs `{what}`.",
+            source.kind.as_str()
+        ))
     };
     match source.kind {
         SourceKind::Bundle => {
@@ -654,7 +700,9 @@ fn check_source(source: &SourceConfig, at: &str) -> Result<(), ConfigError> {
     }
     if let Some(url) = source.url.as_deref() {
         if !is_http_url(url) {
-            return Err(ConfigError(format!("{at} has url `{url}`; expected an http(s) URL.")));
+            return Err(ConfigError(format!(
+                "{at} has url `{url}`; expected an http(s) URL."
+            )));
         }
     }
     Ok(())
@@ -698,7 +746,9 @@ fn parse_database_url(v: &str) -> Option<DatabaseUrl> {
 }
 
 fn is_http_url(v: &str) -> bool {
-    let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"));
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
 }
 
@@ -710,7 +760,11 @@ fn is_slack_id(v: &str, prefixes: &[char]) -> bool {
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[cfg(test)]
@@ -722,7 +776,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -735,14 +792,19 @@ mod tests {
     }
 
     fn err(file: Option<&str>, vars: &[(&str, &str)]) -> String {
-        load(file, vars).expect_err("configuration should be rejected").to_string()
+        load(file, vars)
+            .expect_err("configuration should be rejected")
+            .to_string()
     }
 
     #[test]
     fn defaults_need_no_file_and_no_environment() {
         let c = load(None, &[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.database_url, DatabaseUrl::Sqlite("sqlite://cairn.db?mode=rwc".into()));
+        assert_eq!(
+            c.database_url,
+            DatabaseUrl::Sqlite("sqlite://cairn.db?mode=rwc".into())
+        );
         assert!(c.slack.is_none());
         assert!(c.sources.is_empty());
         assert!(c.pagerduty_webhook_secrets.is_empty());
@@ -761,14 +823,25 @@ mod tests {
 
     #[test]
     fn file_overrides_defaults() {
-        let c = load(Some("data_dir = \"/var/lib/cairn\"\nadmins = [\"U1AAA\", \"U2BBB\"]\n"), &[]).unwrap();
+        let c = load(
+            Some("data_dir = \"/var/lib/cairn\"\nadmins = [\"U1AAA\", \"U2BBB\"]\n"),
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/cairn"));
         assert_eq!(c.admins, vec!["U1AAA", "U2BBB"]);
     }
 
     #[test]
     fn data_dir_follows_the_sqlite_file_else_data() {
-        let c = load(None, &[("CAIRN_DATABASE_URL", "sqlite:///srv/cairn/state.db?mode=rwc")]).unwrap();
+        let c = load(
+            None,
+            &[(
+                "CAIRN_DATABASE_URL",
+                "sqlite:///srv/cairn/state.db?mode=rwc",
+            )],
+        )
+        .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/cairn"));
         let c = load(None, &[("CAIRN_DATABASE_URL", "postgres://cairn@db/cairn")]).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("./data"));
@@ -776,8 +849,19 @@ mod tests {
 
     #[test]
     fn comma_separated_lists() {
-        let c = load(None, &[("CAIRN_PAGERDUTY_WEBHOOK_SECRETS", "old, new"), ("CAIRN_ADMINS", "U1AAA,W2BBB")]).unwrap();
-        let secrets: Vec<&str> = c.pagerduty_webhook_secrets.iter().map(|s| s.expose_secret()).collect();
+        let c = load(
+            None,
+            &[
+                ("CAIRN_PAGERDUTY_WEBHOOK_SECRETS", "old, new"),
+                ("CAIRN_ADMINS", "U1AAA,W2BBB"),
+            ],
+        )
+        .unwrap();
+        let secrets: Vec<&str> = c
+            .pagerduty_webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
         assert_eq!(secrets, vec!["old", "new"]);
         assert_eq!(c.admins, vec!["U1AAA", "W2BBB"]);
     }
@@ -797,7 +881,10 @@ mod tests {
         )
         .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("topsecret") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
         assert_eq!(c.slack.unwrap().bot_token.expose_secret(), "xoxb-topsecret");
     }
 
@@ -820,7 +907,10 @@ labels = { region = "us" }
         let names: Vec<&str> = c.sources.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, vec!["prom-eu", "prom-us", "bundle"]);
         assert_eq!(c.sources[0].services, vec!["checkout"]);
-        assert_eq!(c.sources[1].labels.get("region").map(String::as_str), Some("us"));
+        assert_eq!(
+            c.sources[1].labels.get("region").map(String::as_str),
+            Some("us")
+        );
         assert_eq!(c.sources[2].path, Some(PathBuf::from("fixtures/x")));
     }
 
@@ -855,7 +945,10 @@ labels = { region = "us" }
         for (file, vars, needles) in cases {
             let message = err(*file, vars);
             for needle in *needles {
-                assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+                assert!(
+                    message.contains(needle),
+                    "{message:?} should mention {needle:?}"
+                );
             }
             assert!(message.ends_with('.'), "one sentence: {message:?}");
             assert_eq!(message.lines().count(), 1, "one line: {message:?}");

@@ -25,7 +25,8 @@ fn scenario_text(name: &str) -> Result<(String, String), CliError> {
     }
     let path = std::path::Path::new(name);
     if path.is_file() {
-        let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {name}: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read {name}: {e}")))?;
         return Ok((name.to_owned(), text));
     }
     let some: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).take(6).collect();
@@ -38,7 +39,11 @@ fn scenario_text(name: &str) -> Result<(String, String), CliError> {
 
 /// Runs the demo, printing to stdout.
 pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
-    let style = if args.plain || !std::io::stdout().is_terminal() { Style::Plain } else { Style::Colour };
+    let style = if args.plain || !std::io::stdout().is_terminal() {
+        Style::Plain
+    } else {
+        Style::Colour
+    };
     let (name, text) = scenario_text(args.scenario.as_deref().unwrap_or(DEFAULT_SCENARIO))?;
     let scenario = Scenario::parse(&text, &name).map_err(|e| CliError::Usage(e.to_string()))?;
     let simulated = tokio::task::spawn_blocking(move || simulate(&scenario).map(|s| (s, scenario)))
@@ -46,10 +51,19 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Failed(format!("the simulation stopped: {e}")))?
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let (simulation, scenario) = simulated;
-    let bundle = Bundle::from_files(&simulation.files).map_err(|e| CliError::Failed(format!("simulated bundle: {e}")))?;
-    let alert = bundle.alert().cloned().ok_or_else(|| CliError::Failed("the simulated bundle has no page".to_owned()))?;
+    let bundle = Bundle::from_files(&simulation.files)
+        .map_err(|e| CliError::Failed(format!("simulated bundle: {e}")))?;
+    let alert = bundle
+        .alert()
+        .cloned()
+        .ok_or_else(|| CliError::Failed("the simulated bundle has no page".to_owned()))?;
     let incident = Incident::from_alert(&alert, bundle.meta().window);
-    let services = bundle.topology().await.ok().flatten().map_or(0, |t| t.services.len());
+    let services = bundle
+        .topology()
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |t| t.services.len());
 
     println!("{}", style.bold("Cairn demo"));
     println!("{}", style.dim(&format!("Simulated production: {services} services (scenario {name}). No accounts, no network, no model.")));
@@ -67,16 +81,33 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
     let store = Store::connect(&format!("sqlite://{}?mode=rwc", db.display()))
         .await
         .map_err(|e| CliError::Failed(format!("cannot open the demo database: {e}")))?;
-    store.migrate().await.map_err(|e| CliError::Failed(format!("cannot prepare the demo database: {e}")))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot prepare the demo database: {e}")))?;
     let now = Utc::now();
     let stored = store
-        .create_incident(&NewIncident { title: alert.title().to_owned(), source: "pagerduty".to_owned(), source_ref: alert.fingerprint.clone().unwrap_or_else(|| name.clone()), channel: None }, now)
+        .create_incident(
+            &NewIncident {
+                title: alert.title().to_owned(),
+                source: "pagerduty".to_owned(),
+                source_ref: alert.fingerprint.clone().unwrap_or_else(|| name.clone()),
+                channel: None,
+            },
+            now,
+        )
         .await
         .map_err(|e| CliError::Failed(format!("cannot store the incident: {e}")))?;
-    println!("{}", style.dim(&format!("Incident #{} opened; investigating…", stored.id)));
+    println!(
+        "{}",
+        style.dim(&format!("Incident #{} opened; investigating…", stored.id))
+    );
 
     let (sink, mut events) = ProgressSink::channel();
-    let options = Options { progress: sink, ..Options::default() };
+    let options = Options {
+        progress: sink,
+        ..Options::default()
+    };
     let investigation = investigate_with(&incident, &bundle, options);
     let printer = async {
         while let Some(event) = events.recv().await {
@@ -102,7 +133,14 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
             evidence: h
                 .supporting
                 .iter()
-                .map(|e| StoredEvidence { kind: e.domain.as_str().to_owned(), text: e.reason.clone(), source: Some(e.source.clone()), link: e.link.clone(), incident_ref: None, record_ref: None })
+                .map(|e| StoredEvidence {
+                    kind: e.domain.as_str().to_owned(),
+                    text: e.reason.clone(),
+                    source: Some(e.source.clone()),
+                    link: e.link.clone(),
+                    incident_ref: None,
+                    record_ref: None,
+                })
                 .collect(),
         })
         .collect();
@@ -118,18 +156,34 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
     println!();
     print!("{}", thread(alert.title(), &page, &finding, style));
     println!();
-    let answer = crate::eval::score::parse_expected(&String::from_utf8_lossy(simulation.files.get("expect.yaml").unwrap_or_default()), "expect.yaml");
+    let answer = crate::eval::score::parse_expected(
+        &String::from_utf8_lossy(simulation.files.get("expect.yaml").unwrap_or_default()),
+        "expect.yaml",
+    );
     if let Ok(expected) = answer {
         let verdict = match (&expected, finding.ranking.first(), finding.verdict) {
-            (crate::eval::score::Expected::RootCause { service, .. }, Some(top), Verdict::RootCauseFound) if &top.service == service => style.green("matched"),
-            (crate::eval::score::Expected::NoIssue, _, Verdict::NoRootCauseFound) => style.green("matched"),
+            (
+                crate::eval::score::Expected::RootCause { service, .. },
+                Some(top),
+                Verdict::RootCauseFound,
+            ) if &top.service == service => style.green("matched"),
+            (crate::eval::score::Expected::NoIssue, _, Verdict::NoRootCauseFound) => {
+                style.green("matched")
+            }
             _ => style.yellow("not matched"),
         };
         let said = match &expected {
-            crate::eval::score::Expected::RootCause { service, kind } => format!("{service} ({})", kind.as_deref().unwrap_or("any kind")),
+            crate::eval::score::Expected::RootCause { service, kind } => {
+                format!("{service} ({})", kind.as_deref().unwrap_or("any kind"))
+            }
             crate::eval::score::Expected::NoIssue => "no issue".to_owned(),
         };
-        println!("{}", style.dim(&format!("The simulator's answer key says: {said} — {verdict}.")));
+        println!(
+            "{}",
+            style.dim(&format!(
+                "The simulator's answer key says: {said} — {verdict}."
+            ))
+        );
     }
     println!(
         "{}",

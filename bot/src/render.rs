@@ -40,7 +40,9 @@ impl Style {
 pub fn sparkline(values: &[f64]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let (lo, hi) = finite.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     finite
         .iter()
         .map(|v| {
@@ -56,22 +58,44 @@ pub fn sparkline(values: &[f64]) -> String {
 /// One progress event as a line, or nothing for events not worth a line.
 pub fn progress_line(event: &Progress, style: Style) -> Option<String> {
     Some(match event {
-        Progress::RoundStarted { round: 1 } => style.dim("  round 1: every agent surveys its domain"),
-        Progress::RoundStarted { round } => style.dim(&format!("  round {round}: testing the leading hypotheses")),
+        Progress::RoundStarted { round: 1 } => {
+            style.dim("  round 1: every agent surveys its domain")
+        }
+        Progress::RoundStarted { round } => {
+            style.dim(&format!("  round {round}: testing the leading hypotheses"))
+        }
         Progress::AgentStarted { .. } => return None,
-        Progress::AgentFinished { agent, evidence, error, .. } => match error {
+        Progress::AgentFinished {
+            agent,
+            evidence,
+            error,
+            ..
+        } => match error {
             Some(e) => format!("  {} {agent:<15} {}", style.red("✗"), style.red(e)),
             None => format!("  {} {agent:<15} {evidence} finding(s)", style.green("✓")),
         },
         Progress::EvidenceFound { .. } => return None,
-        Progress::HypothesisRaised { service, kind, confidence } => format!(
+        Progress::HypothesisRaised {
+            service,
+            kind,
+            confidence,
+        } => format!(
             "    {} {service} {} {:.0}%",
             style.yellow("◆"),
             kind.map_or_else(|| "(kind unknown)".to_owned(), |k| k.to_string()),
             confidence * 100.0
         ),
-        Progress::HypothesisUpdated { service, confidence, why, .. } => {
-            format!("    {} {service} now {:.0}%: {why}", style.yellow("◇"), confidence * 100.0)
+        Progress::HypothesisUpdated {
+            service,
+            confidence,
+            why,
+            ..
+        } => {
+            format!(
+                "    {} {service} now {:.0}%: {why}",
+                style.yellow("◇"),
+                confidence * 100.0
+            )
         }
         Progress::Done { verdict, queries } => style.dim(&format!(
             "  done: {} after {queries} queries",
@@ -84,8 +108,18 @@ pub fn progress_line(event: &Progress, style: Style) -> Option<String> {
 }
 
 fn hypothesis(out: &mut String, rank: usize, h: &Hypothesis, style: Style) {
-    let kind = h.kind.map_or_else(|| "cause unclear".to_owned(), |k| k.to_string().replace('_', " "));
-    let _ = writeln!(out, "│ {} {} — {} ({})", style.bold(&format!("#{rank}")), style.bold(&h.service), kind, style.bold(&h.confidence.to_string()));
+    let kind = h.kind.map_or_else(
+        || "cause unclear".to_owned(),
+        |k| k.to_string().replace('_', " "),
+    );
+    let _ = writeln!(
+        out,
+        "│ {} {} — {} ({})",
+        style.bold(&format!("#{rank}")),
+        style.bold(&h.service),
+        kind,
+        style.bold(&h.confidence.to_string())
+    );
     for e in h.supporting.iter().take(4) {
         let _ = writeln!(out, "│    • [{}] {}", e.domain.as_str(), e.reason);
         let _ = writeln!(out, "│      {}", style.dim(&e.query));
@@ -106,20 +140,49 @@ pub fn thread(title: &str, page: &str, finding: &Finding, style: Style) -> Strin
     let _ = writeln!(out, "│ {page}");
     let _ = writeln!(out, "├ {}", style.bold("Status"));
     let agents = finding.checked.len().saturating_sub(1);
-    let _ = writeln!(out, "│ Investigated with {agents} agents in {} round(s): {}", finding.rounds, finding.checked.first().cloned().unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "│ Investigated with {agents} agents in {} round(s): {}",
+        finding.rounds,
+        finding.checked.first().cloned().unwrap_or_default()
+    );
     match finding.verdict {
         Verdict::RootCauseFound => {
             // Up to three, and only those worth an engineer's attention.
-            let shown: Vec<&Hypothesis> = finding.ranking.iter().take(3).enumerate().filter(|(i, h)| *i == 0 || h.confidence.get() >= 0.2).map(|(_, h)| h).collect();
+            let shown: Vec<&Hypothesis> = finding
+                .ranking
+                .iter()
+                .take(3)
+                .enumerate()
+                .filter(|(i, h)| *i == 0 || h.confidence.get() >= 0.2)
+                .map(|(_, h)| h)
+                .collect();
             for (i, h) in shown.iter().enumerate() {
                 let _ = writeln!(out, "├ {}", style.bold(&format!("Hypothesis {}", i + 1)));
                 hypothesis(&mut out, i + 1, h, style);
             }
             let top = &finding.ranking[0];
-            let _ = writeln!(out, "└ {} most likely {} on {} ({}); evidence from {}.", style.bold("Summary:"), top.kind.map_or_else(|| "a fault".to_owned(), |k| k.to_string().replace('_', " ")), top.service, top.confidence, top.domains().iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                out,
+                "└ {} most likely {} on {} ({}); evidence from {}.",
+                style.bold("Summary:"),
+                top.kind
+                    .map_or_else(|| "a fault".to_owned(), |k| k.to_string().replace('_', " ")),
+                top.service,
+                top.confidence,
+                top.domains()
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         Verdict::NoRootCauseFound => {
-            let _ = writeln!(out, "└ {} no root cause found: nothing beat the noise. Checked:", style.bold("Summary:"));
+            let _ = writeln!(
+                out,
+                "└ {} no root cause found: nothing beat the noise. Checked:",
+                style.bold("Summary:")
+            );
             for line in &finding.checked {
                 let _ = writeln!(out, "    {line}");
             }

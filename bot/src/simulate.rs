@@ -23,17 +23,22 @@ const BUNDLE_FILES: [&str; 9] = [
 /// fails leaves the output directory untouched.
 pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
     let scenario = Scenario::load(&args.scenario).map_err(|e| CliError::Usage(e.to_string()))?;
-    let simulation = simulate(&scenario).map_err(|e| CliError::Failed(format!("{}: {e}", args.scenario.display())))?;
+    let simulation = simulate(&scenario)
+        .map_err(|e| CliError::Failed(format!("{}: {e}", args.scenario.display())))?;
     for warning in &simulation.warnings {
         eprintln!("warning: {}: {warning}", args.scenario.display());
     }
     prepare(&args.out)?;
-    simulation
-        .files
-        .write_to(&args.out)
-        .map_err(|e| CliError::Failed(format!("cannot write the bundle into {}: {e}", args.out.display())))?;
+    simulation.files.write_to(&args.out).map_err(|e| {
+        CliError::Failed(format!(
+            "cannot write the bundle into {}: {e}",
+            args.out.display()
+        ))
+    })?;
     let bytes: usize = simulation.files.iter().map(|(_, c)| c.len()).sum();
-    let page = chrono::DateTime::from_timestamp_millis(simulation.alert_ms).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let page = chrono::DateTime::from_timestamp_millis(simulation.alert_ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
     println!(
         "wrote {} ({} files, {:.1} MB); the page fires at {page}",
         args.out.display(),
@@ -50,7 +55,10 @@ fn prepare(out: &Path) -> Result<(), CliError> {
         return Ok(());
     }
     if !out.is_dir() {
-        return Err(CliError::Usage(format!("--out {} exists and is not a directory.", out.display())));
+        return Err(CliError::Usage(format!(
+            "--out {} exists and is not a directory.",
+            out.display()
+        )));
     }
     let entries: Vec<_> = std::fs::read_dir(out)
         .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", out.display())))?
@@ -59,7 +67,11 @@ fn prepare(out: &Path) -> Result<(), CliError> {
     if entries.is_empty() {
         return Ok(());
     }
-    let is_bundle = |name: &str| BUNDLE_FILES.iter().any(|f| name == *f || name.strip_suffix(".gz") == Some(f));
+    let is_bundle = |name: &str| {
+        BUNDLE_FILES
+            .iter()
+            .any(|f| name == *f || name.strip_suffix(".gz") == Some(f))
+    };
     let foreign: Vec<String> = entries
         .iter()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -72,8 +84,9 @@ fn prepare(out: &Path) -> Result<(), CliError> {
         )));
     }
     for entry in entries {
-        std::fs::remove_file(entry.path())
-            .map_err(|e| CliError::Failed(format!("cannot replace {}: {e}", entry.path().display())))?;
+        std::fs::remove_file(entry.path()).map_err(|e| {
+            CliError::Failed(format!("cannot replace {}: {e}", entry.path().display()))
+        })?;
     }
     Ok(())
 }

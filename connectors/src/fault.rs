@@ -82,7 +82,6 @@ impl fmt::Display for FaultKind {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,7 +78,11 @@ pub struct Alert {
     pub annotations: BTreeMap<String, String>,
     #[serde(deserialize_with = "crate::time::deserialize")]
     pub starts_at: DateTime<Utc>,
-    #[serde(default, deserialize_with = "crate::time::deserialize_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::time::deserialize_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ends_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
@@ -115,7 +119,12 @@ pub struct SeriesSelector {
 impl SeriesSelector {
     /// Everything in `window`.
     pub fn all(window: TimeWindow) -> Self {
-        Self { window, metric: None, service: None, labels: Vec::new() }
+        Self {
+            window,
+            metric: None,
+            service: None,
+            labels: Vec::new(),
+        }
     }
 
     /// Whether a series with this name and these labels is selected.

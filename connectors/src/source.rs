@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    Change, EventQuery, InfraEvent, LogQuery, LogRecord, SeriesSelector, Series, Span, SpanQuery,
+    Change, EventQuery, InfraEvent, LogQuery, LogRecord, Series, SeriesSelector, Span, SpanQuery,
     Topology,
 };
 

@@ -44,7 +44,9 @@ impl serde::de::Visitor<'_> for TimestampVisitor {
 
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
         parse_timestamp(text).ok_or_else(|| {
-            E::custom(format!("`{text}` is not an RFC 3339 time or integer epoch milliseconds"))
+            E::custom(format!(
+                "`{text}` is not an RFC 3339 time or integer epoch milliseconds"
+            ))
         })
     }
 }

@@ -87,7 +87,11 @@ impl Store {
             });
         }
         let db = Database::connect(options).await?;
-        Ok(Self { db, backend, url: url.to_owned() })
+        Ok(Self {
+            db,
+            backend,
+            url: url.to_owned(),
+        })
     }
 
     /// The connection, for the repositories in this crate.
@@ -119,9 +123,12 @@ impl Store {
             // every upsert on that table. So the migrations run on a connection of their
             // own, and pooled connections only ever see the schema before or after.
             let mut options = ConnectOptions::new(self.url.clone());
-            options.max_connections(1).sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
-                opts.busy_timeout(Duration::from_secs(5)).foreign_keys(true)
-            });
+            options
+                .max_connections(1)
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(|opts| {
+                    opts.busy_timeout(Duration::from_secs(5)).foreign_keys(true)
+                });
             let migrations = Database::connect(options).await?;
             let result = Migrator::up(&migrations, None).await;
             migrations.close().await?;

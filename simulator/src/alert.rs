@@ -24,7 +24,10 @@ pub(crate) fn signal(world: &World, tl: &Timeline, rule: &AlertRule, k: usize) -
     let s = world.service(&rule.service);
     let width = (RULE_WINDOW_S / tl.step_s).max(1) as usize;
     let steps = k.saturating_sub(width - 1)..=k;
-    let http = matches!(world.services[s].kind, NodeKind::Gateway | NodeKind::Service);
+    let http = matches!(
+        world.services[s].kind,
+        NodeKind::Gateway | NodeKind::Service
+    );
     let error_ratio = || {
         let (mut errors, mut requests, mut model, mut n) = (0.0, 0.0, 0.0, 0.0);
         for j in steps.clone() {
@@ -43,7 +46,9 @@ pub(crate) fn signal(world: &World, tl: &Timeline, rule: &AlertRule, k: usize) -
     match rule.signal {
         Signal::ErrorRate => error_ratio(),
         Signal::LatencyP99 => window_p99(tl, s, steps),
-        Signal::Saturation => steps.clone().map(|j| tl.service(j, s).cpu).sum::<f64>() / steps.count() as f64,
+        Signal::Saturation => {
+            steps.clone().map(|j| tl.service(j, s).cpu).sum::<f64>() / steps.count() as f64
+        }
         Signal::Availability => {
             // What a blackbox probe sees: failures inside and on the way in.
             let (mut weighted, mut rate) = (0.0, 0.0);
@@ -83,7 +88,13 @@ fn window_p99(tl: &Timeline, s: usize, steps: std::ops::RangeInclusive<usize>) -
         })
         .collect();
     let total: f64 = points.iter().map(|p| p.0).sum();
-    let above = |x: f64| points.iter().map(|(n, mean, sigma)| n * exceed(*mean, *sigma, x)).sum::<f64>() / total;
+    let above = |x: f64| {
+        points
+            .iter()
+            .map(|(n, mean, sigma)| n * exceed(*mean, *sigma, x))
+            .sum::<f64>()
+            / total
+    };
     let (mut lo, mut hi) = (0.01_f64, 1.0e7_f64);
     for _ in 0..60 {
         let mid = (lo * hi).sqrt();
@@ -100,7 +111,11 @@ fn window_p99(tl: &Timeline, s: usize, steps: std::ops::RangeInclusive<usize>) -
 pub(crate) fn evaluate(world: &World, tl: &Timeline, rule: &AlertRule) -> Option<Fired> {
     if let Some(at) = rule.at {
         let step = ((at / tl.step_s) as usize).min(tl.steps - 1);
-        return Some(Fired { step, value: signal(world, tl, rule, step), forced: true });
+        return Some(Fired {
+            step,
+            value: signal(world, tl, rule, step),
+            forced: true,
+        });
     }
     let mut pending: Option<usize> = None;
     for k in 0..tl.steps {
@@ -115,7 +130,11 @@ pub(crate) fn evaluate(world: &World, tl: &Timeline, rule: &AlertRule) -> Option
         }
         let since = *pending.get_or_insert(k);
         if (k - since) as u64 * tl.step_s >= rule.for_s {
-            return Some(Fired { step: k, value, forced: false });
+            return Some(Fired {
+                step: k,
+                value,
+                forced: false,
+            });
         }
     }
     None

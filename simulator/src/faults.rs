@@ -11,7 +11,7 @@ use cairn_connectors::FaultKind;
 
 use crate::model::PodState;
 use crate::rng::Rng;
-use crate::scenario::{Fault, Noise, NodeKind, Param, Scenario};
+use crate::scenario::{Fault, NodeKind, Noise, Param, Scenario};
 use crate::world::{EdgeKind, World};
 
 /// Why a request failed: decides the status code, the log template and the span error.
@@ -226,10 +226,16 @@ impl Active {
             .iter()
             .enumerate()
             .map(|(i, f)| (format!("faults[{i}]"), f.clone()))
-            .chain(scenario.noise.iter().enumerate().filter_map(|(i, n)| match n {
-                Noise::Fault(f) => Some((format!("noise[{i}]"), f.clone())),
-                Noise::Deploy { .. } => None,
-            }));
+            .chain(
+                scenario
+                    .noise
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| match n {
+                        Noise::Fault(f) => Some((format!("noise[{i}]"), f.clone())),
+                        Noise::Deploy { .. } => None,
+                    }),
+            );
         for (path, fault) in entries {
             let target = world.service(&fault.target);
             for key in fault.params.keys() {
@@ -254,7 +260,9 @@ impl Active {
                 }
             }
             let start = fault.at as f64;
-            let end = fault.duration.map_or(f64::INFINITY, |d| (fault.at + d) as f64);
+            let end = fault
+                .duration
+                .map_or(f64::INFINITY, |d| (fault.at + d) as f64);
             let pods = &world.services[target].pods;
             let node = match text(&fault.params, "node") {
                 Some(name) => world.nodes.iter().position(|n| *n == name).unwrap_or_else(|| {
@@ -263,10 +271,26 @@ impl Active {
                 }),
                 None => pods.first().map_or(0, |&p| world.pods[p].node),
             };
-            let spare_node = (node + 1 + Rng::stream(scenario.seed, "spare", 0).below(world.nodes.len().max(2) - 1)) % world.nodes.len();
-            list.push(Resolved { fault, target, start, end, node, spare_node });
+            let spare_node = (node
+                + 1
+                + Rng::stream(scenario.seed, "spare", 0).below(world.nodes.len().max(2) - 1))
+                % world.nodes.len();
+            list.push(Resolved {
+                fault,
+                target,
+                start,
+                end,
+                node,
+                spare_node,
+            });
         }
-        (Active { list, step_s: scenario.step as f64 }, warnings)
+        (
+            Active {
+                list,
+                step_s: scenario.step as f64,
+            },
+            warnings,
+        )
     }
 
     /// Puts the target of each node failure on its node, so the failure hits it.
@@ -313,12 +337,14 @@ fn apply(r: &Resolved, world: &World, tau: f64, step_s: f64, fx: &mut Effects) {
     match f.kind {
         FaultKind::BadDeploy => {
             let s = &mut fx.services[t];
-            s.errors.push((Cause::Deploy, number(p, "error_rate", 0.10) * sev));
+            s.errors
+                .push((Cause::Deploy, number(p, "error_rate", 0.10) * sev));
             s.latency_add_ms += number(p, "latency_ms", 0.0) * sev;
         }
         FaultKind::ConfigChange => {
             let s = &mut fx.services[t];
-            s.errors.push((Cause::Config, number(p, "error_rate", 0.05) * sev));
+            s.errors
+                .push((Cause::Config, number(p, "error_rate", 0.05) * sev));
             s.latency_add_ms += number(p, "latency_ms", 200.0) * sev;
         }
         FaultKind::MemoryLeak => {
@@ -376,7 +402,11 @@ fn apply(r: &Resolved, world: &World, tau: f64, step_s: f64, fx: &mut Effects) {
             let fill_s = number(p, "fill_minutes", 8.0).max(0.1) * 60.0;
             let s = &mut fx.services[t];
             let fill = (since / fill_s).min(1.0) * sev.max(0.0);
-            s.disk_fill = Some(s.disk_fill.unwrap_or(0.0).max(if sev >= 1.0 { (since / fill_s).min(1.0) } else { fill * 0.5 }));
+            s.disk_fill = Some(s.disk_fill.unwrap_or(0.0).max(if sev >= 1.0 {
+                (since / fill_s).min(1.0)
+            } else {
+                fill * 0.5
+            }));
             s.disk_error = number(p, "error_rate", 0.4) * sev;
         }
         FaultKind::NodeFailure => {
@@ -409,7 +439,9 @@ fn apply(r: &Resolved, world: &World, tau: f64, step_s: f64, fx: &mut Effects) {
             let share = number(p, "error_rate", 0.3) * sev;
             fx.services[t].rate_limit = share;
             for &e in &callers {
-                fx.edges[e].errors.push((Cause::RateLimited, share.min(1.0)));
+                fx.edges[e]
+                    .errors
+                    .push((Cause::RateLimited, share.min(1.0)));
             }
         }
         FaultKind::QueueBacklog => {

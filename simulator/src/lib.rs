@@ -73,8 +73,13 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
     tl.retry_after_s = 30;
     for r in &active.list {
         match r.fault.kind {
-            cairn_connectors::FaultKind::CertExpired => tl.cert_expiry[r.target] = (start_ms / 1000) as f64 + r.start,
-            cairn_connectors::FaultKind::RateLimited => tl.retry_after_s = faults::number(&r.fault.params, "retry_after_s", 30.0).max(1.0) as u64,
+            cairn_connectors::FaultKind::CertExpired => {
+                tl.cert_expiry[r.target] = (start_ms / 1000) as f64 + r.start
+            }
+            cairn_connectors::FaultKind::RateLimited => {
+                tl.retry_after_s =
+                    faults::number(&r.fault.params, "retry_after_s", 30.0).max(1.0) as u64
+            }
             _ => {}
         }
     }
@@ -93,16 +98,31 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
         SimulateError::AlertNeverFires {
             service: rule.service.clone(),
             signal: rule.signal.as_str(),
-            direction: if rule.signal == scenario::Signal::Availability { "below" } else { "above" },
+            direction: if rule.signal == scenario::Signal::Availability {
+                "below"
+            } else {
+                "above"
+            },
             threshold: rule.threshold,
             for_: scenario::format_duration(rule.for_s.max(1)),
             window: scenario::format_duration(scenario.duration),
             peak: format!("{peak:.4}"),
         }
     })?;
-    let cx = emit::Context { scenario, world: &world, tl: &tl, active: &active, start_ms, fired };
+    let cx = emit::Context {
+        scenario,
+        world: &world,
+        tl: &tl,
+        active: &active,
+        start_ms,
+        fired,
+    };
     let files = emit::bundle(&cx);
-    Ok(Simulation { files, warnings, alert_ms: start_ms + fired.step as i64 * scenario.step as i64 * 1000 })
+    Ok(Simulation {
+        files,
+        warnings,
+        alert_ms: start_ms + fired.step as i64 * scenario.step as i64 * 1000,
+    })
 }
 
 /// A table of the model's state at `offset` seconds into the window: per service its load,
@@ -115,7 +135,11 @@ pub fn explain(scenario: &Scenario, offset: u64) -> String {
     let tl = model::run(scenario, &mut world, &active, start_hour);
     let k = ((offset / scenario.step) as usize).min(tl.steps - 1);
     let mut out = String::new();
-    let _ = writeln!(out, "{:<28} {:>9} {:>9} {:>6} {:>7} {:>12} {:>9}", "service", "rate/s", "capacity", "cpu", "error", "cause", "mean ms");
+    let _ = writeln!(
+        out,
+        "{:<28} {:>9} {:>9} {:>6} {:>7} {:>12} {:>9}",
+        "service", "rate/s", "capacity", "cpu", "error", "cause", "mean ms"
+    );
     for s in 0..world.services.len() {
         let st = tl.service(k, s);
         let cause = faults::Cause::ALL
@@ -127,7 +151,13 @@ pub fn explain(scenario: &Scenario, offset: u64) -> String {
         let _ = writeln!(
             out,
             "{:<28} {:>9.1} {:>9.1} {:>6.2} {:>7.4} {:>12} {:>9.1}",
-            world.services[s].name, st.rate, world.services[s].capacity, st.cpu, st.error, cause, st.latency_ms
+            world.services[s].name,
+            st.rate,
+            world.services[s].capacity,
+            st.cpu,
+            st.error,
+            cause,
+            st.latency_ms
         );
     }
     out

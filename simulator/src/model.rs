@@ -163,14 +163,17 @@ pub(crate) fn p99(mean: f64, sigma: f64) -> f64 {
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 {
         r
     } else {
@@ -179,7 +182,12 @@ fn erfc(x: f64) -> f64 {
 }
 
 /// Runs the model over the scenario's window.
-pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start_hour: f64) -> Timeline {
+pub(crate) fn run(
+    scenario: &Scenario,
+    world: &mut World,
+    active: &Active,
+    start_hour: f64,
+) -> Timeline {
     let n = world.services.len();
     let m = world.edges.len();
     let p = world.pods.len();
@@ -234,7 +242,9 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
         let hour = start_hour + tau / 3600.0;
         // Load wanders slowly around the diurnal curve, as real traffic does.
         wander = 0.92 * wander + 0.08 * noise.normal();
-        let load = scenario.load.rps * diurnal(scenario.load.diurnal, hour) * (1.0 + 0.04 * wander + 0.015 * noise.normal());
+        let load = scenario.load.rps
+            * diurnal(scenario.load.diurnal, hour)
+            * (1.0 + 0.04 * wander + 0.015 * noise.normal());
         let fx = active.effects(world, tau);
 
         // Pods: node failures take them away, OOM kills restart them.
@@ -319,7 +329,9 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
             let capacity = (service.capacity * (1.0 - down)).max(1e-9);
             let requests_rho = svc[s].rate / capacity;
             let rho = match fxs.cpu_target {
-                Some((target, weight)) => requests_rho.max(requests_rho + (target - requests_rho) * weight),
+                Some((target, weight)) => {
+                    requests_rho.max(requests_rho + (target - requests_rho) * weight)
+                }
                 None => requests_rho,
             };
             let cpu = rho.min(1.0);
@@ -358,12 +370,17 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                     restart_until[i] = tau + RESTART_S;
                 }
             }
-            if matches!(service.runtime, crate::world::Runtime::Jvm | crate::world::Runtime::Go) {
+            if matches!(
+                service.runtime,
+                crate::world::Runtime::Jvm | crate::world::Runtime::Go
+            ) {
                 svc[s].gc = gc;
             }
 
             // Disk.
-            let disk = fxs.disk_fill.map_or(service.disk_base, |fill| service.disk_base + (1.0 - service.disk_base) * fill);
+            let disk = fxs.disk_fill.map_or(service.disk_base, |fill| {
+                service.disk_base + (1.0 - service.disk_base) * fill
+            });
             if disk >= 0.999 {
                 own[Cause::Disk as usize] += fxs.disk_error;
             }
@@ -384,7 +401,12 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                     }
                 }
                 NodeKind::External => {
-                    svc[s].probe_status = if fxs.rate_limit > 0.0 && observe.chance(fxs.rate_limit.min(1.0) * 1.5) { 429 } else { 200 };
+                    svc[s].probe_status =
+                        if fxs.rate_limit > 0.0 && observe.chance(fxs.rate_limit.min(1.0) * 1.5) {
+                            429
+                        } else {
+                            200
+                        };
                 }
                 _ => {}
             }
@@ -442,11 +464,18 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                     }
                     EdgeKind::Consume => {}
                 }
-                let timeouts = if def.kind == EdgeKind::Cache { 0.0 } else { exceed(l, svc[d].sigma.max(0.3), def.timeout_ms) };
+                let timeouts = if def.kind == EdgeKind::Cache {
+                    0.0
+                } else {
+                    exceed(l, svc[d].sigma.max(0.3), def.timeout_ms)
+                };
                 if timeouts > 0.0 {
                     causes.push((Cause::Timeout, timeouts));
                 }
-                let raw = 1.0 - causes.iter().fold(1.0, |acc, (_, share)| acc * (1.0 - share.clamp(0.0, 1.0)));
+                let raw = 1.0
+                    - causes
+                        .iter()
+                        .fold(1.0, |acc, (_, share)| acc * (1.0 - share.clamp(0.0, 1.0)));
                 let seen = raw * (1.0 - 0.5 * def.retries * (1.0 - raw));
                 let cause = causes
                     .iter()
@@ -454,28 +483,45 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
                     .filter(|(_, share)| *share > 0.0)
                     .max_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|(c, _)| c);
-                let latency_e = l.min(def.timeout_ms) * (1.0 - timeouts) + def.timeout_ms * timeouts;
+                let latency_e =
+                    l.min(def.timeout_ms) * (1.0 - timeouts) + def.timeout_ms * timeouts;
                 edge[e].error = seen;
                 edge[e].cause = cause;
                 edge[e].latency_ms = latency_e * (1.0 + def.retries * raw);
-                let calls = if def.kind == EdgeKind::Database { db_calls(world, &fx, s, e) } else { def.calls.min(3.0) };
+                let calls = if def.kind == EdgeKind::Database {
+                    db_calls(world, &fx, s, e)
+                } else {
+                    def.calls.min(3.0)
+                };
                 let contribution = calls * edge[e].latency_ms;
                 downstream_sum += contribution;
                 downstream_max = downstream_max.max(contribution);
                 if seen > 0.0 {
                     // A routing share fails its share of requests; repeated calls each may fail.
-                    let fail = if calls < 1.0 { calls * seen } else { 1.0 - (1.0 - seen).powf(calls.min(3.0)) };
+                    let fail = if calls < 1.0 {
+                        calls * seen
+                    } else {
+                        1.0 - (1.0 - seen).powf(calls.min(3.0))
+                    };
                     survive *= 1.0 - fail;
                     let weight = raw.max(1e-12);
                     for (c, share) in &causes {
-                        let c = if *c == Cause::Upstream { Cause::Upstream } else { *c };
-                        inherited[c as usize] += fail * share.clamp(0.0, 1.0) / weight.max(causes.iter().map(|x| x.1).sum::<f64>());
+                        let c = if *c == Cause::Upstream {
+                            Cause::Upstream
+                        } else {
+                            *c
+                        };
+                        inherited[c as usize] += fail * share.clamp(0.0, 1.0)
+                            / weight.max(causes.iter().map(|x| x.1).sum::<f64>());
                     }
                 }
             }
             // Calls overlap: the slowest one counts in full, the others partly.
-            latency += downstream_max + PARALLEL_SHARE * (downstream_sum - downstream_max) + pool_wait_ms;
-            let own_ok = own.iter().fold(1.0, |acc, share| acc * (1.0 - share.clamp(0.0, 1.0)));
+            latency +=
+                downstream_max + PARALLEL_SHARE * (downstream_sum - downstream_max) + pool_wait_ms;
+            let own_ok = own
+                .iter()
+                .fold(1.0, |acc, share| acc * (1.0 - share.clamp(0.0, 1.0)));
             let error = (1.0 - own_ok * survive).clamp(0.0, 1.0);
             for c in 0..Cause::COUNT {
                 svc[s].causes[c] = own[c].clamp(0.0, 1.0) + inherited[c];
@@ -489,7 +535,11 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
             svc[s].disk = disk;
             svc[s].down = down;
             for &i in &pods_of {
-                pods[i].cpu = if pods[i].up { (cpu * observe.range(0.9, 1.1)).min(1.0) } else { 0.0 };
+                pods[i].cpu = if pods[i].up {
+                    (cpu * observe.range(0.9, 1.1)).min(1.0)
+                } else {
+                    0.0
+                };
                 pods[i].throttled = svc[s].throttled;
             }
         }
@@ -516,7 +566,11 @@ pub(crate) fn run(scenario: &Scenario, world: &mut World, active: &Active, start
 /// queries plus, when its caches miss more than usual, the expensive reads they front.
 fn db_calls(world: &World, fx: &Effects, s: usize, e: usize) -> f64 {
     let deps = &world.services[s].deps;
-    let databases = deps.iter().filter(|&&d| world.edges[d].kind == EdgeKind::Database).count().max(1);
+    let databases = deps
+        .iter()
+        .filter(|&&d| world.edges[d].kind == EdgeKind::Database)
+        .count()
+        .max(1);
     let mut fallback = 0.0;
     for &c in deps {
         let def = &world.edges[c];
@@ -524,14 +578,21 @@ fn db_calls(world: &World, fx: &Effects, s: usize, e: usize) -> f64 {
             continue;
         }
         let cache = &world.services[def.to];
-        let hit = if fx.services[def.to].cache_down { 0.0 } else { fx.services[def.to].hit_ratio.unwrap_or(cache.hit_ratio) };
+        let hit = if fx.services[def.to].cache_down {
+            0.0
+        } else {
+            fx.services[def.to].hit_ratio.unwrap_or(cache.hit_ratio)
+        };
         fallback += def.calls * (cache.hit_ratio - hit).max(0.0);
     }
     world.edges[e].calls + fallback * MISS_COST / databases as f64
 }
 
 fn has_database(world: &World, s: usize) -> bool {
-    world.services[s].deps.iter().any(|&e| world.edges[e].kind == EdgeKind::Database)
+    world.services[s]
+        .deps
+        .iter()
+        .any(|&e| world.edges[e].kind == EdgeKind::Database)
 }
 
 /// The share of messages the consumers of queue `q` can take, by how healthy they are.
@@ -545,7 +606,11 @@ fn consumer_health(world: &World, svc: &[ServiceState], q: usize) -> f64 {
     if consumers.is_empty() {
         return 1.0;
     }
-    consumers.iter().map(|&c| 1.0 - svc[c].error.min(1.0) * 0.8).sum::<f64>() / consumers.len() as f64
+    consumers
+        .iter()
+        .map(|&c| 1.0 - svc[c].error.min(1.0) * 0.8)
+        .sum::<f64>()
+        / consumers.len() as f64
 }
 
 /// Waiting time (ms) for a pooled connection, and the share of requests that give up.
@@ -559,7 +624,11 @@ fn pool_pressure(demand: f64, available: f64, query_ms: f64) -> (f64, f64) {
     }
     let ratio = demand / available;
     if ratio >= 0.98 {
-        let fail = if ratio > 1.0 { (1.0 - 1.0 / ratio).min(0.97) } else { 0.0 };
+        let fail = if ratio > 1.0 {
+            (1.0 - 1.0 / ratio).min(0.97)
+        } else {
+            0.0
+        };
         return (POOL_TIMEOUT_MS, fail.max(0.02));
     }
     let wait = query_ms * ratio.powi(8) / (1.0 - ratio);
@@ -577,7 +646,8 @@ fn calibrate(scenario: &Scenario, world: &mut World) {
     for _ in 0..2 {
         let queued: Vec<f64> = rate.clone();
         for &s in &world.order {
-            let mut r = world.services[s].entry_share * scenario.load.rps * (1.0 + scenario.load.diurnal);
+            let mut r =
+                world.services[s].entry_share * scenario.load.rps * (1.0 + scenario.load.diurnal);
             for &e in &world.services[s].callers {
                 if world.edges[e].kind != EdgeKind::Consume {
                     r += edge_rate[e];
@@ -590,7 +660,11 @@ fn calibrate(scenario: &Scenario, world: &mut World) {
             }
             rate[s] = r;
             for &e in &world.services[s].deps {
-                edge_rate[e] = if world.edges[e].kind == EdgeKind::Consume { queued[world.edges[e].to] } else { r * world.edges[e].calls };
+                edge_rate[e] = if world.edges[e].kind == EdgeKind::Consume {
+                    queued[world.edges[e].to]
+                } else {
+                    r * world.edges[e].calls
+                };
             }
         }
     }
@@ -625,7 +699,11 @@ mod tests {
         let mean = 100.0;
         let sigma = 0.5;
         let p = p99(mean, sigma);
-        assert!((exceed(mean, sigma, p) - 0.01).abs() < 1e-4, "{}", exceed(mean, sigma, p));
+        assert!(
+            (exceed(mean, sigma, p) - 0.01).abs() < 1e-4,
+            "{}",
+            exceed(mean, sigma, p)
+        );
         assert!(below(mean, sigma, 1e9) > 0.999_999);
         assert!((erfc(0.0) - 1.0).abs() < 1e-7);
     }

@@ -128,8 +128,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_numbers_and_streams_differ() {
-        let a: Vec<u64> = (0..5).map({ let mut r = Rng::new(7); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..5).map({ let mut r = Rng::new(7); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         let mut x = Rng::stream(7, "logs", 1);
         let mut y = Rng::stream(7, "logs", 2);
@@ -146,7 +156,10 @@ mod tests {
         assert!(normal.abs() < 0.05, "{normal}");
         for lambda in [0.5, 4.0, 100.0] {
             let mean = (0..n).map(|_| r.poisson(lambda) as f64).sum::<f64>() / n as f64;
-            assert!((mean - lambda).abs() < lambda * 0.05 + 0.05, "{lambda}: {mean}");
+            assert!(
+                (mean - lambda).abs() < lambda * 0.05 + 0.05,
+                "{lambda}: {mean}"
+            );
         }
     }
 }

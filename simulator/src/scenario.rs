@@ -292,12 +292,24 @@ impl Ctx<'_> {
 
     /// Starts reading a mapping; a key outside `allowed` is an error before anything else,
     /// so a typo is reported as a typo rather than as the key it meant going missing.
-    fn fields<'v>(&self, value: &'v Value, path: &str, allowed: &[&str]) -> Result<Fields<'v>, ScenarioError> {
+    fn fields<'v>(
+        &self,
+        value: &'v Value,
+        path: &str,
+        allowed: &[&str],
+    ) -> Result<Fields<'v>, ScenarioError> {
         match value {
             Value::Mapping(map) => {
-                let fields = Fields { path: path.to_owned(), map, taken: allowed.iter().map(|a| (*a).to_owned()).collect() };
+                let fields = Fields {
+                    path: path.to_owned(),
+                    map,
+                    taken: allowed.iter().map(|a| (*a).to_owned()).collect(),
+                };
                 self.finish(&fields, allowed)?;
-                Ok(Fields { taken: BTreeSet::new(), ..fields })
+                Ok(Fields {
+                    taken: BTreeSet::new(),
+                    ..fields
+                })
             }
             other => Err(self.err(
                 path,
@@ -318,9 +330,15 @@ impl Ctx<'_> {
                 }
             };
             if !fields.taken.contains(&name) {
-                let mut message = format!("unknown key `{name}`; expected one of: {}", allowed.join(", "));
+                let mut message = format!(
+                    "unknown key `{name}`; expected one of: {}",
+                    allowed.join(", ")
+                );
                 if let Some(close) = allowed.iter().find(|a| similar(a, &name)) {
-                    message = format!("unknown key `{name}` (did you mean `{close}`?); expected one of: {}", allowed.join(", "));
+                    message = format!(
+                        "unknown key `{name}` (did you mean `{close}`?); expected one of: {}",
+                        allowed.join(", ")
+                    );
                 }
                 return Err(self.err(&child(&fields.path, &name), message));
             }
@@ -328,12 +346,20 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn required<'v>(&self, f: &mut Fields<'v>, key: &str) -> Result<(&'v Value, String), ScenarioError> {
+    fn required<'v>(
+        &self,
+        f: &mut Fields<'v>,
+        key: &str,
+    ) -> Result<(&'v Value, String), ScenarioError> {
         self.optional(f, key)?
             .ok_or_else(|| self.err(&child(&f.path, key), "required key is missing"))
     }
 
-    fn optional<'v>(&self, f: &mut Fields<'v>, key: &str) -> Result<Option<(&'v Value, String)>, ScenarioError> {
+    fn optional<'v>(
+        &self,
+        f: &mut Fields<'v>,
+        key: &str,
+    ) -> Result<Option<(&'v Value, String)>, ScenarioError> {
         f.taken.insert(key.to_owned());
         Ok(f.map
             .get(key)
@@ -352,13 +378,18 @@ impl Ctx<'_> {
     fn number(&self, (value, path): (&Value, String)) -> Result<f64, ScenarioError> {
         match value.as_f64() {
             Some(n) if n.is_finite() => Ok(n),
-            _ => Err(self.err(&path, format!("expected a number, found {}", describe(value)))),
+            _ => Err(self.err(
+                &path,
+                format!("expected a number, found {}", describe(value)),
+            )),
         }
     }
 
     /// A number from 0 to 1, or `default` when absent.
     fn share(&self, entry: Option<(&Value, String)>, default: f64) -> Result<f64, ScenarioError> {
-        let Some(entry) = entry else { return Ok(default) };
+        let Some(entry) = entry else {
+            return Ok(default);
+        };
         let path = entry.1.clone();
         let n = self.number(entry)?;
         if (0.0..=1.0).contains(&n) {
@@ -369,7 +400,8 @@ impl Ctx<'_> {
     }
 
     fn duration(&self, (value, path): (&Value, String)) -> Result<u64, ScenarioError> {
-        let expected = "expected a duration: a positive integer followed by s, m or h (like 90s, 15m, 2h)";
+        let expected =
+            "expected a duration: a positive integer followed by s, m or h (like 90s, 15m, 2h)";
         match value {
             Value::String(s) => parse_duration(s.trim())
                 .ok_or_else(|| self.err(&path, format!("`{s}` is not a duration; {expected}"))),
@@ -377,7 +409,10 @@ impl Ctx<'_> {
         }
     }
 
-    fn list<'v>(&self, (value, path): (&'v Value, String)) -> Result<Vec<(&'v Value, String)>, ScenarioError> {
+    fn list<'v>(
+        &self,
+        (value, path): (&'v Value, String),
+    ) -> Result<Vec<(&'v Value, String)>, ScenarioError> {
         match value {
             Value::Sequence(items) => Ok(items
                 .iter()
@@ -391,7 +426,11 @@ impl Ctx<'_> {
     fn names(&self, entry: Option<(&Value, String)>) -> Result<Vec<String>, ScenarioError> {
         match entry {
             None => Ok(Vec::new()),
-            Some(entry) => self.list(entry)?.into_iter().map(|e| self.text(e)).collect(),
+            Some(entry) => self
+                .list(entry)?
+                .into_iter()
+                .map(|e| self.text(e))
+                .collect(),
         }
     }
 
@@ -400,29 +439,60 @@ impl Ctx<'_> {
         let name = self.text(entry)?;
         FaultKind::parse(&name).ok_or_else(|| {
             let all: Vec<_> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
-            self.err(&path, format!("unknown fault kind `{name}`; expected one of: {}", all.join(", ")))
+            self.err(
+                &path,
+                format!(
+                    "unknown fault kind `{name}`; expected one of: {}",
+                    all.join(", ")
+                ),
+            )
         })
     }
 
     fn scenario(&self, root: &Value) -> Result<Scenario, ScenarioError> {
-        let mut f = self.fields(root, "", &["version", "name", "seed", "duration", "step", "topology", "load", "faults", "noise", "alert", "expect"])?;
+        let mut f = self.fields(
+            root,
+            "",
+            &[
+                "version", "name", "seed", "duration", "step", "topology", "load", "faults",
+                "noise", "alert", "expect",
+            ],
+        )?;
         let version_entry = self.required(&mut f, "version")?;
         let version = self.number(version_entry.clone())?;
         if version != 1.0 {
-            return Err(self.err("version", format!("scenario format version {version} is not supported; expected 1")));
+            return Err(self.err(
+                "version",
+                format!("scenario format version {version} is not supported; expected 1"),
+            ));
         }
         let name = self.text(self.required(&mut f, "name")?)?;
         let seed_entry = self.required(&mut f, "seed")?;
         let seed = match seed_entry.0.as_u64() {
             Some(seed) => seed,
-            None => return Err(self.err(&seed_entry.1, format!("expected a non-negative integer, found {}", describe(seed_entry.0)))),
+            None => {
+                return Err(self.err(
+                    &seed_entry.1,
+                    format!(
+                        "expected a non-negative integer, found {}",
+                        describe(seed_entry.0)
+                    ),
+                ))
+            }
         };
         let duration = self.duration(self.required(&mut f, "duration")?)?;
         let step_entry = self.required(&mut f, "step")?;
         let step_path = step_entry.1.clone();
         let step = self.duration(step_entry)?;
         if duration % step != 0 {
-            return Err(self.err(&step_path, format!("the step ({}) must divide the duration ({})", format_duration(step), format_duration(duration))));
+            return Err(self.err(
+                &step_path,
+                format!(
+                    "the step ({}) must divide the duration ({})",
+                    format_duration(step),
+                    format_duration(duration)
+                ),
+            ));
         }
         let topology = self
             .list(self.required(&mut f, "topology")?)?
@@ -448,7 +518,18 @@ impl Ctx<'_> {
         };
         let alert = self.alert(self.required(&mut f, "alert")?, duration)?;
         let expect = self.expect(self.required(&mut f, "expect")?)?;
-        Ok(Scenario { name, seed, duration, step, topology, load, faults, noise, alert, expect })
+        Ok(Scenario {
+            name,
+            seed,
+            duration,
+            step,
+            topology,
+            load,
+            faults,
+            noise,
+            alert,
+            expect,
+        })
     }
 
     fn node(&self, (value, path): (&Value, String)) -> Result<Node, ScenarioError> {
@@ -466,7 +547,12 @@ impl Ctx<'_> {
         };
         let depends_on = self.names(self.optional(&mut f, "depends_on")?)?;
         let consumes = self.names(self.optional(&mut f, "consumes")?)?;
-        Ok(Node { name, kind, depends_on, consumes })
+        Ok(Node {
+            name,
+            kind,
+            depends_on,
+            consumes,
+        })
     }
 
     fn load(&self, (value, path): (&Value, String)) -> Result<Load, ScenarioError> {
@@ -481,13 +567,34 @@ impl Ctx<'_> {
         Ok(Load { rps, diurnal })
     }
 
-    fn window_checks(&self, path: &str, at: u64, duration: Option<u64>, window: u64) -> Result<(), ScenarioError> {
+    fn window_checks(
+        &self,
+        path: &str,
+        at: u64,
+        duration: Option<u64>,
+        window: u64,
+    ) -> Result<(), ScenarioError> {
         if at >= window {
-            return Err(self.err(&child(path, "at"), format!("{} lies outside the {} window", format_duration(at), format_duration(window))));
+            return Err(self.err(
+                &child(path, "at"),
+                format!(
+                    "{} lies outside the {} window",
+                    format_duration(at),
+                    format_duration(window)
+                ),
+            ));
         }
         if let Some(d) = duration {
             if at + d > window {
-                return Err(self.err(&child(path, "duration"), format!("at + duration ({} + {}) ends after the {} window", format_duration(at), format_duration(d), format_duration(window))));
+                return Err(self.err(
+                    &child(path, "duration"),
+                    format!(
+                        "at + duration ({} + {}) ends after the {} window",
+                        format_duration(at),
+                        format_duration(d),
+                        format_duration(window)
+                    ),
+                ));
             }
         }
         Ok(())
@@ -502,22 +609,41 @@ impl Ctx<'_> {
         self.duration(entry)
     }
 
-    fn params(&self, entry: Option<(&Value, String)>) -> Result<BTreeMap<String, Param>, ScenarioError> {
+    fn params(
+        &self,
+        entry: Option<(&Value, String)>,
+    ) -> Result<BTreeMap<String, Param>, ScenarioError> {
         let Some((value, path)) = entry else {
             return Ok(BTreeMap::new());
         };
         let Value::Mapping(map) = value else {
-            return Err(self.err(&path, format!("expected a mapping of scalar parameters, found {}", describe(value))));
+            return Err(self.err(
+                &path,
+                format!(
+                    "expected a mapping of scalar parameters, found {}",
+                    describe(value)
+                ),
+            ));
         };
         let mut params = BTreeMap::new();
         for (key, value) in map {
-            let key = key.as_str().ok_or_else(|| self.err(&path, "parameter names must be text"))?;
+            let key = key
+                .as_str()
+                .ok_or_else(|| self.err(&path, "parameter names must be text"))?;
             let here = child(&path, key);
             let param = match value {
                 Value::Number(_) => Param::Number(self.number((value, here.clone()))?),
                 Value::String(s) => Param::Text(s.clone()),
                 Value::Bool(b) => Param::Bool(*b),
-                other => return Err(self.err(&here, format!("parameters are scalars (a number, text or a boolean), found {}", describe(other)))),
+                other => {
+                    return Err(self.err(
+                        &here,
+                        format!(
+                            "parameters are scalars (a number, text or a boolean), found {}",
+                            describe(other)
+                        ),
+                    ))
+                }
             };
             params.insert(key.to_owned(), param);
         }
@@ -525,29 +651,57 @@ impl Ctx<'_> {
     }
 
     fn fault(&self, (value, path): (&Value, String), window: u64) -> Result<Fault, ScenarioError> {
-        let mut f = self.fields(value, &path, &["kind", "target", "at", "duration", "params"])?;
+        let mut f = self.fields(
+            value,
+            &path,
+            &["kind", "target", "at", "duration", "params"],
+        )?;
         let kind = self.fault_kind(self.required(&mut f, "kind")?)?;
         let target = self.text(self.required(&mut f, "target")?)?;
         let at = self.at(&mut f)?;
-        let duration = self.optional(&mut f, "duration")?.map(|e| self.duration(e)).transpose()?;
+        let duration = self
+            .optional(&mut f, "duration")?
+            .map(|e| self.duration(e))
+            .transpose()?;
         let params = self.params(self.optional(&mut f, "params")?)?;
         self.window_checks(&path, at, duration, window)?;
-        Ok(Fault { kind, target, at, duration, params, severity: 1.0 })
+        Ok(Fault {
+            kind,
+            target,
+            at,
+            duration,
+            params,
+            severity: 1.0,
+        })
     }
 
     fn noise(&self, (value, path): (&Value, String), window: u64) -> Result<Noise, ScenarioError> {
-        let mut f = self.fields(value, &path, &["kind", "target", "at", "duration", "severity", "params"])?;
+        let mut f = self.fields(
+            value,
+            &path,
+            &["kind", "target", "at", "duration", "severity", "params"],
+        )?;
         let kind_entry = self.required(&mut f, "kind")?;
         let is_deploy = kind_entry.0.as_str() == Some("deploy");
-        let kind = if is_deploy { None } else { Some(self.fault_kind(kind_entry)?) };
+        let kind = if is_deploy {
+            None
+        } else {
+            Some(self.fault_kind(kind_entry)?)
+        };
         let target = self.text(self.required(&mut f, "target")?)?;
         let at = self.at(&mut f)?;
         let duration_entry = self.optional(&mut f, "duration")?;
         let severity_entry = self.optional(&mut f, "severity")?;
         let params_entry = self.optional(&mut f, "params")?;
         let Some(kind) = kind else {
-            for entry in [&duration_entry, &severity_entry, &params_entry].into_iter().flatten() {
-                return Err(self.err(&entry.1, "`deploy` noise takes neither duration, severity nor params"));
+            for entry in [&duration_entry, &severity_entry, &params_entry]
+                .into_iter()
+                .flatten()
+            {
+                return Err(self.err(
+                    &entry.1,
+                    "`deploy` noise takes neither duration, severity nor params",
+                ));
             }
             self.window_checks(&path, at, None, window)?;
             return Ok(Noise::Deploy { target, at });
@@ -556,11 +710,26 @@ impl Ctx<'_> {
         let severity = self.share(severity_entry, 0.5)?;
         let params = self.params(params_entry)?;
         self.window_checks(&path, at, duration, window)?;
-        Ok(Noise::Fault(Fault { kind, target, at, duration, params, severity }))
+        Ok(Noise::Fault(Fault {
+            kind,
+            target,
+            at,
+            duration,
+            params,
+            severity,
+        }))
     }
 
-    fn alert(&self, (value, path): (&Value, String), window: u64) -> Result<AlertRule, ScenarioError> {
-        let mut f = self.fields(value, &path, &["service", "signal", "threshold", "for", "at"])?;
+    fn alert(
+        &self,
+        (value, path): (&Value, String),
+        window: u64,
+    ) -> Result<AlertRule, ScenarioError> {
+        let mut f = self.fields(
+            value,
+            &path,
+            &["service", "signal", "threshold", "for", "at"],
+        )?;
         let service = self.text(self.required(&mut f, "service")?)?;
         let signal_entry = self.required(&mut f, "signal")?;
         let signal_path = signal_entry.1.clone();
@@ -571,9 +740,15 @@ impl Ctx<'_> {
         let threshold_entry = self.required(&mut f, "threshold")?;
         let threshold_path = threshold_entry.1.clone();
         let threshold = self.number(threshold_entry)?;
-        let ratio = matches!(signal, Signal::ErrorRate | Signal::Saturation | Signal::Availability);
+        let ratio = matches!(
+            signal,
+            Signal::ErrorRate | Signal::Saturation | Signal::Availability
+        );
         if ratio && !(0.0..=1.0).contains(&threshold) {
-            return Err(self.err(&threshold_path, format!("{signal_name} is a ratio; expected a threshold from 0 to 1")));
+            return Err(self.err(
+                &threshold_path,
+                format!("{signal_name} is a ratio; expected a threshold from 0 to 1"),
+            ));
         }
         if threshold < 0.0 {
             return Err(self.err(&threshold_path, "expected a non-negative threshold"));
@@ -585,13 +760,23 @@ impl Ctx<'_> {
         };
         let at = match self.optional(&mut f, "at")? {
             Some(entry) => {
-                let at = if entry.0.as_str() == Some("0s") { 0 } else { self.duration(entry)? };
+                let at = if entry.0.as_str() == Some("0s") {
+                    0
+                } else {
+                    self.duration(entry)?
+                };
                 self.window_checks(&path, at, None, window)?;
                 Some(at)
             }
             None => None,
         };
-        Ok(AlertRule { service, signal, threshold, for_s, at })
+        Ok(AlertRule {
+            service,
+            signal,
+            threshold,
+            for_s,
+            at,
+        })
     }
 
     fn expect(&self, (value, path): (&Value, String)) -> Result<Expect, ScenarioError> {
@@ -602,13 +787,23 @@ impl Ctx<'_> {
             (Some((value, path)), None) => {
                 let mut f = self.fields(value, &path, &["service", "kind"])?;
                 let service = self.text(self.required(&mut f, "service")?)?;
-                let kind = self.optional(&mut f, "kind")?.map(|e| self.fault_kind(e)).transpose()?;
+                let kind = self
+                    .optional(&mut f, "kind")?
+                    .map(|e| self.fault_kind(e))
+                    .transpose()?;
                 Ok(Expect::RootCause { service, kind })
             }
             (None, Some((Value::Bool(true), _))) => Ok(Expect::NoIssue),
-            (None, Some((_, path))) => Err(self.err(&path, "expected `no_issue: true` (or a root_cause instead)")),
-            (Some(_), Some(_)) => Err(self.err(&path, "give either root_cause or no_issue, not both")),
-            (None, None) => Err(self.err(&path, "expected root_cause: {service, kind} or no_issue: true")),
+            (None, Some((_, path))) => {
+                Err(self.err(&path, "expected `no_issue: true` (or a root_cause instead)"))
+            }
+            (Some(_), Some(_)) => {
+                Err(self.err(&path, "give either root_cause or no_issue, not both"))
+            }
+            (None, None) => Err(self.err(
+                &path,
+                "expected root_cause: {service, kind} or no_issue: true",
+            )),
         }
     }
 
@@ -619,7 +814,10 @@ impl Ctx<'_> {
         let mut index = BTreeMap::new();
         for (i, node) in s.topology.iter().enumerate() {
             if index.insert(node.name.as_str(), i).is_some() {
-                return Err(self.err(&format!("topology[{i}].name"), format!("`{}` is declared twice", node.name)));
+                return Err(self.err(
+                    &format!("topology[{i}].name"),
+                    format!("`{}` is declared twice", node.name),
+                ));
             }
         }
         let known = |name: &str, path: String| -> Result<(), ScenarioError> {
@@ -633,14 +831,20 @@ impl Ctx<'_> {
             for (j, dep) in node.depends_on.iter().enumerate() {
                 known(dep, format!("topology[{i}].depends_on[{j}]"))?;
                 if dep == &node.name {
-                    return Err(self.err(&format!("topology[{i}].depends_on[{j}]"), format!("`{dep}` depends on itself")));
+                    return Err(self.err(
+                        &format!("topology[{i}].depends_on[{j}]"),
+                        format!("`{dep}` depends on itself"),
+                    ));
                 }
             }
             for (j, queue) in node.consumes.iter().enumerate() {
                 let path = format!("topology[{i}].consumes[{j}]");
                 known(queue, path.clone())?;
                 if s.topology[index[queue.as_str()]].kind != NodeKind::Queue {
-                    return Err(self.err(&path, format!("`{queue}` is not a queue; only queues can be consumed")));
+                    return Err(self.err(
+                        &path,
+                        format!("`{queue}` is not a queue; only queues can be consumed"),
+                    ));
                 }
             }
         }
@@ -662,7 +866,10 @@ impl Ctx<'_> {
             known(service, "expect.root_cause.service".to_owned())?;
         }
         if let Some(cycle) = find_cycle(s) {
-            return Err(self.err("topology", format!("dependency cycle: {}", cycle.join(" → "))));
+            return Err(self.err(
+                "topology",
+                format!("dependency cycle: {}", cycle.join(" → ")),
+            ));
         }
         Ok(())
     }
@@ -676,7 +883,12 @@ fn find_cycle(s: &Scenario) -> Option<Vec<String>> {
         Open,
         Done,
     }
-    fn visit(s: &Scenario, i: usize, marks: &mut [Mark], stack: &mut Vec<usize>) -> Option<Vec<String>> {
+    fn visit(
+        s: &Scenario,
+        i: usize,
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<String>> {
         marks[i] = Mark::Open;
         stack.push(i);
         for dep in &s.topology[i].depends_on {
@@ -684,7 +896,10 @@ fn find_cycle(s: &Scenario) -> Option<Vec<String>> {
             match marks[j] {
                 Mark::Open => {
                     let from = stack.iter().position(|&k| k == j).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[from..].iter().map(|&k| s.topology[k].name.clone()).collect();
+                    let mut cycle: Vec<String> = stack[from..]
+                        .iter()
+                        .map(|&k| s.topology[k].name.clone())
+                        .collect();
                     cycle.push(s.topology[j].name.clone());
                     return Some(cycle);
                 }

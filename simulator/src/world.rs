@@ -142,9 +142,14 @@ impl World {
                     NodeKind::Queue => Runtime::Kafka,
                     NodeKind::External => Runtime::Remote,
                     NodeKind::Gateway => *rng.pick(&[Runtime::Go, Runtime::Jvm]),
-                    NodeKind::Service => {
-                        *rng.pick(&[Runtime::Jvm, Runtime::Jvm, Runtime::Go, Runtime::Go, Runtime::Python, Runtime::Node])
-                    }
+                    NodeKind::Service => *rng.pick(&[
+                        Runtime::Jvm,
+                        Runtime::Jvm,
+                        Runtime::Go,
+                        Runtime::Go,
+                        Runtime::Python,
+                        Runtime::Node,
+                    ]),
                 };
                 let (latency, error) = match node.kind {
                     NodeKind::Gateway => (rng.range(3.0, 8.0), rng.range(0.0003, 0.001)),
@@ -174,7 +179,11 @@ impl World {
                     kind: node.kind,
                     runtime,
                     team: TEAMS[rng.below(TEAMS.len())].to_owned(),
-                    version: (1 + rng.below(3) as u32, rng.below(30) as u32, rng.below(10) as u32),
+                    version: (
+                        1 + rng.below(3) as u32,
+                        rng.below(30) as u32,
+                        rng.below(10) as u32,
+                    ),
                     base_latency_ms: latency,
                     sigma: rng.range(0.35, 0.55),
                     base_error: error,
@@ -201,7 +210,12 @@ impl World {
                 .depends_on
                 .iter()
                 .map(|d| index(d))
-                .filter(|&d| matches!(scenario.topology[d].kind, NodeKind::Service | NodeKind::Gateway))
+                .filter(|&d| {
+                    matches!(
+                        scenario.topology[d].kind,
+                        NodeKind::Service | NodeKind::Gateway
+                    )
+                })
                 .collect();
             // A gateway routes each request to one backend; the shares sum to one.
             let weights: Vec<f64> = routed.iter().map(|_| rng.range(0.5, 1.5)).collect();
@@ -231,7 +245,11 @@ impl World {
                     (_, NodeKind::Cache) => 250.0,
                     _ => *rng.pick(&[1000.0, 2000.0, 3000.0]),
                 };
-                let retries = if node.kind == NodeKind::Gateway || kind == EdgeKind::Consume { 0.0 } else { 1.0 };
+                let retries = if node.kind == NodeKind::Gateway || kind == EdgeKind::Consume {
+                    0.0
+                } else {
+                    1.0
+                };
                 edges.push(Edge {
                     from: i,
                     to,
@@ -250,9 +268,15 @@ impl World {
 
         // Load enters through the gateways; services nothing calls (schedulers, consumers)
         // carry a small load of their own.
-        let gateways = services.iter().filter(|s| s.kind == NodeKind::Gateway).count();
+        let gateways = services
+            .iter()
+            .filter(|s| s.kind == NodeKind::Gateway)
+            .count();
         for s in &mut services {
-            let callable = !matches!(s.kind, NodeKind::Database | NodeKind::Cache | NodeKind::Queue | NodeKind::External);
+            let callable = !matches!(
+                s.kind,
+                NodeKind::Database | NodeKind::Cache | NodeKind::Queue | NodeKind::External
+            );
             s.entry_share = if s.kind == NodeKind::Gateway {
                 1.0 / gateways as f64
             } else if gateways == 0 && s.callers.is_empty() && callable {
@@ -264,7 +288,11 @@ impl World {
             };
         }
         if gateways == 0 {
-            let roots = services.iter().filter(|s| s.entry_share == 1.0).count().max(1);
+            let roots = services
+                .iter()
+                .filter(|s| s.entry_share == 1.0)
+                .count()
+                .max(1);
             for s in &mut services {
                 if s.entry_share == 1.0 {
                     s.entry_share = 1.0 / roots as f64;
@@ -279,7 +307,10 @@ impl World {
         let mut pods = Vec::new();
         for (i, s) in services.iter_mut().enumerate() {
             let mut rng = Rng::stream(seed, "pods", i as u64);
-            let stateful = matches!(s.kind, NodeKind::Database | NodeKind::Cache | NodeKind::Queue);
+            let stateful = matches!(
+                s.kind,
+                NodeKind::Database | NodeKind::Cache | NodeKind::Queue
+            );
             let template = rng.hex(9);
             let first_node = rng.below(node_count);
             let replicas = s.pods.len();
@@ -291,11 +322,21 @@ impl World {
                     format!("{}-{template}-{}", s.name, pod_suffix(&mut rng))
                 };
                 s.pods.push(pods.len());
-                pods.push(Pod { service: i, name, node: (first_node + r) % node_count });
+                pods.push(Pod {
+                    service: i,
+                    name,
+                    node: (first_node + r) % node_count,
+                });
             }
         }
         let order = callers_first(&services, &edges);
-        World { services, edges, pods, nodes, order }
+        World {
+            services,
+            edges,
+            pods,
+            nodes,
+            order,
+        }
     }
 
     /// The index of the service called `name`.
@@ -315,11 +356,16 @@ impl World {
 /// A pod name's random suffix: five characters from Kubernetes' alphabet.
 pub(crate) fn pod_suffix(rng: &mut Rng) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[rng.below(ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.below(ALPHABET.len())] as char)
+        .collect()
 }
 
 fn routes_for(name: &str, kind: NodeKind, rng: &mut Rng) -> Vec<String> {
-    let stem = name.trim_end_matches("-service").trim_end_matches("-svc").trim_end_matches("-api");
+    let stem = name
+        .trim_end_matches("-service")
+        .trim_end_matches("-svc")
+        .trim_end_matches("-api");
     match kind {
         NodeKind::Gateway => vec!["/api/*".to_owned(), "/healthz".to_owned()],
         NodeKind::Service => {

@@ -36,7 +36,11 @@ fn hops(s: &Scenario, from: &str, to: &str) -> Option<usize> {
         let next: Vec<String> = frontier
             .iter()
             .filter(|n| seen.insert((*n).clone()))
-            .flat_map(|n| s.node(n).map(|node| node.depends_on.clone()).unwrap_or_default())
+            .flat_map(|n| {
+                s.node(n)
+                    .map(|node| node.depends_on.clone())
+                    .unwrap_or_default()
+            })
             .collect();
         frontier = next;
     }
@@ -47,16 +51,30 @@ fn hops(s: &Scenario, from: &str, to: &str) -> Option<usize> {
 fn every_scenario_parses_simulates_and_pages() {
     for (path, scenario) in library() {
         let stem = path.file_stem().unwrap().to_string_lossy();
-        assert_eq!(stem, scenario.name, "{}: file stem and name differ", path.display());
+        assert_eq!(
+            stem,
+            scenario.name,
+            "{}: file stem and name differ",
+            path.display()
+        );
         let simulation = simulate(&scenario).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(simulation.warnings.is_empty(), "{}: {:?}", path.display(), simulation.warnings);
+        assert!(
+            simulation.warnings.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            simulation.warnings
+        );
         let alert = simulation.files.get("alert.json").expect("alert");
         let text = String::from_utf8_lossy(alert);
         // The bundle never names the scenario, its faults or its answer outside expect.yaml.
         for (name, content) in simulation.files.iter() {
             if name != "expect.yaml" {
                 let content = String::from_utf8_lossy(content);
-                assert!(!content.contains(&scenario.name), "{}: {name} names the scenario", path.display());
+                assert!(
+                    !content.contains(&scenario.name),
+                    "{}: {name} names the scenario",
+                    path.display()
+                );
             }
         }
         assert!(text.contains("\"firing\""));
@@ -74,11 +92,18 @@ fn the_library_covers_every_kind_false_alarms_red_herrings_and_sizes() {
         sizes.insert(s.topology.len());
         let shape: Vec<String> = s.topology.iter().map(|n| n.name.clone()).collect();
         for fault in &s.faults {
-            topologies.entry(fault.kind).or_default().insert(shape.clone());
+            topologies
+                .entry(fault.kind)
+                .or_default()
+                .insert(shape.clone());
         }
         match &s.expect {
             Expect::NoIssue => {
-                assert!(s.faults.is_empty(), "{}: a false alarm has no faults", s.name);
+                assert!(
+                    s.faults.is_empty(),
+                    "{}: a false alarm has no faults",
+                    s.name
+                );
                 false_alarms += 1;
             }
             Expect::RootCause { service, .. } => {
@@ -97,12 +122,18 @@ fn the_library_covers_every_kind_false_alarms_red_herrings_and_sizes() {
     }
     assert!(false_alarms >= 6, "{false_alarms} false alarms");
     assert!(red_herrings >= 8, "{red_herrings} with red herrings");
-    assert!(*sizes.first().unwrap() <= 5 && *sizes.last().unwrap() >= 35, "sizes {sizes:?}");
+    assert!(
+        *sizes.first().unwrap() <= 5 && *sizes.last().unwrap() >= 35,
+        "sizes {sizes:?}"
+    );
 }
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_noise() {
-    let (_, scenario) = library().into_iter().find(|(_, s)| s.name == "shop-checkout-bad-deploy").expect("scenario");
+    let (_, scenario) = library()
+        .into_iter()
+        .find(|(_, s)| s.name == "shop-checkout-bad-deploy")
+        .expect("scenario");
     let a = simulate(&scenario).unwrap().files;
     let b = simulate(&scenario).unwrap().files;
     assert_eq!(a, b, "same scenario and seed must give identical bytes");
@@ -110,7 +141,11 @@ fn same_seed_same_bytes_other_seed_other_noise() {
     reseeded.seed += 1;
     let c = simulate(&reseeded).unwrap().files;
     for file in ["metrics.om", "logs.jsonl", "traces.jsonl"] {
-        assert_ne!(a.get(file), c.get(file), "{file} should change with the seed");
+        assert_ne!(
+            a.get(file),
+            c.get(file),
+            "{file} should change with the seed"
+        );
     }
     assert_eq!(a.get("expect.yaml"), c.get("expect.yaml"));
 }

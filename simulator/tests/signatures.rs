@@ -32,7 +32,13 @@ fn bundle(fault: Option<&str>) -> Probe {
     let simulation = simulate(&scenario).expect("simulates");
     let bundle = Bundle::from_files(&simulation.files).expect("readable bundle");
     let window = bundle.meta().window;
-    Probe { bundle, window, runtime: tokio::runtime::Builder::new_current_thread().build().unwrap() }
+    Probe {
+        bundle,
+        window,
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+    }
 }
 
 /// Reads a simulated bundle around the fault, which always starts 30 minutes in.
@@ -56,7 +62,11 @@ impl Probe {
             Phase::Before => (5, 29),
             Phase::After => (36, 59),
         };
-        TimeWindow::new(start + Duration::minutes(from), start + Duration::minutes(to)).unwrap()
+        TimeWindow::new(
+            start + Duration::minutes(from),
+            start + Duration::minutes(to),
+        )
+        .unwrap()
     }
 
     fn fault_at(&self) -> DateTime<Utc> {
@@ -70,9 +80,15 @@ impl Probe {
             window,
             metric: Some(metric.to_owned()),
             service: Some(service.to_owned()),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
-        let series = self.runtime.block_on(self.bundle.series(&selector)).unwrap();
+        let series = self
+            .runtime
+            .block_on(self.bundle.series(&selector))
+            .unwrap();
         assert!(!series.is_empty(), "no {metric} for {service}");
         series
             .iter()
@@ -90,15 +106,30 @@ impl Probe {
             window: self.span(phase),
             metric: Some(metric.to_owned()),
             service: Some(service.to_owned()),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
-        let series = self.runtime.block_on(self.bundle.series(&selector)).unwrap();
+        let series = self
+            .runtime
+            .block_on(self.bundle.series(&selector))
+            .unwrap();
         assert!(!series.is_empty(), "no {metric} for {service}");
-        series.iter().flat_map(|s| s.samples.iter().map(|p| p.value)).fold(f64::MIN, f64::max)
+        series
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|p| p.value))
+            .fold(f64::MIN, f64::max)
     }
 
     /// Mean latency (ms) from a histogram's or summary's `_sum` and `_count`.
-    fn latency_ms(&self, family: &str, service: &str, labels: &[(&str, &str)], phase: Phase) -> f64 {
+    fn latency_ms(
+        &self,
+        family: &str,
+        service: &str,
+        labels: &[(&str, &str)],
+        phase: Phase,
+    ) -> f64 {
         let sum = self.rate(&format!("{family}_sum"), service, labels, phase);
         let count = self.rate(&format!("{family}_count"), service, labels, phase);
         1000.0 * sum / count.max(1e-9)
@@ -107,26 +138,43 @@ impl Probe {
     /// Share of a service's requests answered with 5xx in `phase`.
     fn error_ratio(&self, service: &str, phase: Phase) -> f64 {
         let ok = self.rate("http_requests_total", service, &[("code", "200")], phase);
-        let all: f64 = ["200", "500", "503", "504"].iter().map(|c| self.rate("http_requests_total", service, &[("code", c)], phase)).sum();
+        let all: f64 = ["200", "500", "503", "504"]
+            .iter()
+            .map(|c| self.rate("http_requests_total", service, &[("code", c)], phase))
+            .sum();
         1.0 - ok / all.max(1e-9)
     }
 
     /// Log lines of `service` containing `text` in `phase`.
     fn logs(&self, service: &str, text: &str, phase: Phase) -> usize {
-        let query = LogQuery { window: self.span(phase), service: Some(service.to_owned()), contains: Some(text.to_owned()), limit: usize::MAX };
-        self.runtime.block_on(self.bundle.logs(&query)).unwrap().len()
+        let query = LogQuery {
+            window: self.span(phase),
+            service: Some(service.to_owned()),
+            contains: Some(text.to_owned()),
+            limit: usize::MAX,
+        };
+        self.runtime
+            .block_on(self.bundle.logs(&query))
+            .unwrap()
+            .len()
     }
 
     /// Infrastructure events with `reason` over the whole window.
     fn events(&self, reason: &str) -> Vec<cairn_connectors::InfraEvent> {
-        let query = EventQuery { window: self.window, service: None };
+        let query = EventQuery {
+            window: self.window,
+            service: None,
+        };
         let events = self.runtime.block_on(self.bundle.events(&query)).unwrap();
         events.into_iter().filter(|e| e.reason == reason).collect()
     }
 
     /// Changes to `service` over the whole window.
     fn changes(&self, service: &str) -> Vec<cairn_connectors::Change> {
-        let query = EventQuery { window: self.window, service: Some(service.to_owned()) };
+        let query = EventQuery {
+            window: self.window,
+            service: Some(service.to_owned()),
+        };
         self.runtime.block_on(self.bundle.changes(&query)).unwrap()
     }
 }
@@ -140,7 +188,10 @@ fn check(fault: &str, signature: impl Fn(&Probe) -> Result<(), String>) {
         panic!("{fault}: signature missing: {missing}");
     }
     let without = bundle(None);
-    assert!(signature(&without).is_err(), "{fault}: the signature shows without the fault too");
+    assert!(
+        signature(&without).is_err(),
+        "{fault}: the signature shows without the fault too"
+    );
 }
 
 fn ensure(cond: bool, what: String) -> Result<(), String> {
@@ -153,96 +204,268 @@ fn ensure(cond: bool, what: String) -> Result<(), String> {
 
 #[test]
 fn bad_deploy_ships_a_version_then_errors_with_a_new_template() {
-    check("{kind: bad_deploy, target: shop, at: 30m, params: {version: v9.9.9, error_rate: 0.2}}", |p| {
-        let deploys = p.changes("shop");
-        ensure(deploys.iter().any(|c| c.version.as_deref() == Some("v9.9.9") && c.ts == p.fault_at()), format!("deploy of v9.9.9 at the onset: {deploys:?}"))?;
-        let (before, after) = (p.error_ratio("shop", Before), p.error_ratio("shop", After));
-        ensure(after > 0.1 && before < 0.02, format!("shop errors {before:.3} → {after:.3}"))?;
-        ensure(p.error_ratio("edge", After) > p.error_ratio("edge", Before) * 3.0, "callers' errors".into())
-    });
+    check(
+        "{kind: bad_deploy, target: shop, at: 30m, params: {version: v9.9.9, error_rate: 0.2}}",
+        |p| {
+            let deploys = p.changes("shop");
+            ensure(
+                deploys
+                    .iter()
+                    .any(|c| c.version.as_deref() == Some("v9.9.9") && c.ts == p.fault_at()),
+                format!("deploy of v9.9.9 at the onset: {deploys:?}"),
+            )?;
+            let (before, after) = (p.error_ratio("shop", Before), p.error_ratio("shop", After));
+            ensure(
+                after > 0.1 && before < 0.02,
+                format!("shop errors {before:.3} → {after:.3}"),
+            )?;
+            ensure(
+                p.error_ratio("edge", After) > p.error_ratio("edge", Before) * 3.0,
+                "callers' errors".into(),
+            )
+        },
+    );
 }
 
 #[test]
 fn config_change_records_the_change_and_shifts_behaviour() {
-    check("{kind: config_change, target: search, at: 30m, params: {latency_ms: 400}}", |p| {
-        let changes = p.changes("search");
-        ensure(changes.iter().any(|c| c.kind == cairn_connectors::ChangeKind::Config && c.ts == p.fault_at()), format!("config change: {changes:?}"))?;
-        let (before, after) = (p.latency_ms("http_server_requests_seconds", "search", &[], Before), p.latency_ms("http_server_requests_seconds", "search", &[], After));
-        ensure(after > before + 200.0, format!("search latency {before:.0} → {after:.0} ms"))?;
-        ensure(p.latency_ms("http_server_requests_seconds", "edge", &[], After) > p.latency_ms("http_server_requests_seconds", "edge", &[], Before) + 50.0, "callers' latency".into())
-    });
+    check(
+        "{kind: config_change, target: search, at: 30m, params: {latency_ms: 400}}",
+        |p| {
+            let changes = p.changes("search");
+            ensure(
+                changes.iter().any(|c| {
+                    c.kind == cairn_connectors::ChangeKind::Config && c.ts == p.fault_at()
+                }),
+                format!("config change: {changes:?}"),
+            )?;
+            let (before, after) = (
+                p.latency_ms("http_server_requests_seconds", "search", &[], Before),
+                p.latency_ms("http_server_requests_seconds", "search", &[], After),
+            );
+            ensure(
+                after > before + 200.0,
+                format!("search latency {before:.0} → {after:.0} ms"),
+            )?;
+            ensure(
+                p.latency_ms("http_server_requests_seconds", "edge", &[], After)
+                    > p.latency_ms("http_server_requests_seconds", "edge", &[], Before) + 50.0,
+                "callers' latency".into(),
+            )
+        },
+    );
 }
 
 #[test]
 fn memory_leak_climbs_to_oom_kills_and_restarts() {
-    check("{kind: memory_leak, target: payments, at: 30m, params: {growth_mb_per_min: 120}}", |p| {
-        let oom = p.events("OOMKilled");
-        ensure(oom.iter().any(|e| e.service.as_deref() == Some("payments")), "OOMKilled event".into())?;
-        ensure(oom.iter().all(|e| e.service.as_deref() == Some("payments")), "OOM only on the target".into())?;
-        ensure(p.max("kube_pod_container_status_restarts_total", "payments", &[], After) >= 1.0, "restart counter".into())?;
-        let limit = p.max("container_spec_memory_limit_bytes", "payments", &[], After);
-        ensure(p.max("container_memory_working_set_bytes", "payments", &[], After) > 0.9 * limit, "memory near the limit".into())?;
-        ensure(p.logs("payments", "OutOfMemory", After) + p.logs("payments", "out of memory", After) + p.logs("payments", "MemoryError", After) > 0, "OOM in the logs".into())
-    });
+    check(
+        "{kind: memory_leak, target: payments, at: 30m, params: {growth_mb_per_min: 120}}",
+        |p| {
+            let oom = p.events("OOMKilled");
+            ensure(
+                oom.iter().any(|e| e.service.as_deref() == Some("payments")),
+                "OOMKilled event".into(),
+            )?;
+            ensure(
+                oom.iter().all(|e| e.service.as_deref() == Some("payments")),
+                "OOM only on the target".into(),
+            )?;
+            ensure(
+                p.max(
+                    "kube_pod_container_status_restarts_total",
+                    "payments",
+                    &[],
+                    After,
+                ) >= 1.0,
+                "restart counter".into(),
+            )?;
+            let limit = p.max("container_spec_memory_limit_bytes", "payments", &[], After);
+            ensure(
+                p.max("container_memory_working_set_bytes", "payments", &[], After) > 0.9 * limit,
+                "memory near the limit".into(),
+            )?;
+            ensure(
+                p.logs("payments", "OutOfMemory", After)
+                    + p.logs("payments", "out of memory", After)
+                    + p.logs("payments", "MemoryError", After)
+                    > 0,
+                "OOM in the logs".into(),
+            )
+        },
+    );
 }
 
 #[test]
 fn cpu_saturation_pins_cpu_throttles_and_slows_callers() {
     check("{kind: cpu_saturation, target: search, at: 30m}", |p| {
-        ensure(p.rate("container_cpu_cfs_throttled_seconds_total", "search", &[], After) > 0.01, "throttling".into())?;
-        ensure(p.rate("container_cpu_cfs_throttled_seconds_total", "search", &[], Before) < 0.01, "no throttling before".into())?;
-        let cpu_ratio = p.rate("container_cpu_usage_seconds_total", "search", &[], After) / p.rate("container_cpu_usage_seconds_total", "search", &[], Before);
+        ensure(
+            p.rate(
+                "container_cpu_cfs_throttled_seconds_total",
+                "search",
+                &[],
+                After,
+            ) > 0.01,
+            "throttling".into(),
+        )?;
+        ensure(
+            p.rate(
+                "container_cpu_cfs_throttled_seconds_total",
+                "search",
+                &[],
+                Before,
+            ) < 0.01,
+            "no throttling before".into(),
+        )?;
+        let cpu_ratio = p.rate("container_cpu_usage_seconds_total", "search", &[], After)
+            / p.rate("container_cpu_usage_seconds_total", "search", &[], Before);
         ensure(cpu_ratio > 2.0, format!("CPU ×{cpu_ratio:.1}"))?;
-        ensure(p.latency_ms("http_server_requests_seconds", "edge", &[], After) > p.latency_ms("http_server_requests_seconds", "edge", &[], Before) * 1.5, "callers' latency".into())
+        ensure(
+            p.latency_ms("http_server_requests_seconds", "edge", &[], After)
+                > p.latency_ms("http_server_requests_seconds", "edge", &[], Before) * 1.5,
+            "callers' latency".into(),
+        )
     });
 }
 
 #[test]
 fn pool_exhaustion_shows_at_the_client_while_the_database_stays_healthy() {
     check("{kind: db_pool_exhaustion, target: shop, at: 30m}", |p| {
-        ensure(p.max("hikaricp_connections_pending", "shop", &[("pool", "orders-db")], After) > 0.0, "pending connections".into())?;
-        ensure(p.logs("shop", "timed out", After) > 0, "pool timeouts in the logs".into())?;
-        let db_before = p.rate("pg_stat_statements_seconds_total", "orders-db", &[], Before) / p.rate("pg_stat_statements_calls_total", "orders-db", &[], Before);
-        let db_after = p.rate("pg_stat_statements_seconds_total", "orders-db", &[], After) / p.rate("pg_stat_statements_calls_total", "orders-db", &[], After);
-        ensure(db_after < db_before * 1.3, format!("database query time {db_before:.4} → {db_after:.4} s"))
+        ensure(
+            p.max(
+                "hikaricp_connections_pending",
+                "shop",
+                &[("pool", "orders-db")],
+                After,
+            ) > 0.0,
+            "pending connections".into(),
+        )?;
+        ensure(
+            p.logs("shop", "timed out", After) > 0,
+            "pool timeouts in the logs".into(),
+        )?;
+        let db_before = p.rate("pg_stat_statements_seconds_total", "orders-db", &[], Before)
+            / p.rate("pg_stat_statements_calls_total", "orders-db", &[], Before);
+        let db_after = p.rate("pg_stat_statements_seconds_total", "orders-db", &[], After)
+            / p.rate("pg_stat_statements_calls_total", "orders-db", &[], After);
+        ensure(
+            db_after < db_before * 1.3,
+            format!("database query time {db_before:.4} → {db_after:.4} s"),
+        )
     });
 }
 
 #[test]
 fn slow_query_slows_the_database_one_template_dominates_and_callers_slow() {
     check("{kind: slow_query, target: orders-db, at: 30m}", |p| {
-        let hot = p.rate("pg_stat_statements_seconds_total", "orders-db", &[("queryid", "3f1a9c2e")], After);
+        let hot = p.rate(
+            "pg_stat_statements_seconds_total",
+            "orders-db",
+            &[("queryid", "3f1a9c2e")],
+            After,
+        );
         let total = p.rate("pg_stat_statements_seconds_total", "orders-db", &[], After);
-        ensure(hot > 0.6 * total, format!("hot template {:.0}% of time", 100.0 * hot / total))?;
-        ensure(p.max("pg_locks_count", "orders-db", &[], After) > p.max("pg_locks_count", "orders-db", &[], Before), "lock waits".into())?;
-        ensure(p.logs("orders-db", "duration:", After) > 0, "slow-query log".into())?;
-        ensure(p.latency_ms("http_server_requests_seconds", "shop", &[], After) > p.latency_ms("http_server_requests_seconds", "shop", &[], Before) * 1.5, "callers slow".into())?;
-        ensure(p.latency_ms("http_server_requests_seconds", "worker", &[], After) > p.latency_ms("http_server_requests_seconds", "worker", &[], Before) * 1.2, "every caller slows".into())
+        ensure(
+            hot > 0.6 * total,
+            format!("hot template {:.0}% of time", 100.0 * hot / total),
+        )?;
+        ensure(
+            p.max("pg_locks_count", "orders-db", &[], After)
+                > p.max("pg_locks_count", "orders-db", &[], Before),
+            "lock waits".into(),
+        )?;
+        ensure(
+            p.logs("orders-db", "duration:", After) > 0,
+            "slow-query log".into(),
+        )?;
+        ensure(
+            p.latency_ms("http_server_requests_seconds", "shop", &[], After)
+                > p.latency_ms("http_server_requests_seconds", "shop", &[], Before) * 1.5,
+            "callers slow".into(),
+        )?;
+        ensure(
+            p.latency_ms("http_server_requests_seconds", "worker", &[], After)
+                > p.latency_ms("http_server_requests_seconds", "worker", &[], Before) * 1.2,
+            "every caller slows".into(),
+        )
     });
 }
 
 #[test]
 fn dependency_latency_shows_in_probes_and_the_callers_client_latency() {
-    check("{kind: dependency_latency, target: stripe, at: 30m, params: {latency_ms: 2500}}", |p| {
-        ensure(p.max("probe_duration_seconds", "stripe", &[], After) > 1.0, "probe duration".into())?;
-        let (before, after) = (
-            p.latency_ms("http_client_requests_seconds", "payments", &[("peer", "stripe"), ("outcome", "SUCCESS")], Before),
-            p.latency_ms("http_client_requests_seconds", "payments", &[("peer", "stripe")], After),
-        );
-        ensure(after > before + 1000.0, format!("payments → stripe {before:.0} → {after:.0} ms"))?;
-        ensure(p.logs("payments", "stripe", After) > 0, "timeouts naming stripe".into())
-    });
+    check(
+        "{kind: dependency_latency, target: stripe, at: 30m, params: {latency_ms: 2500}}",
+        |p| {
+            ensure(
+                p.max("probe_duration_seconds", "stripe", &[], After) > 1.0,
+                "probe duration".into(),
+            )?;
+            let (before, after) = (
+                p.latency_ms(
+                    "http_client_requests_seconds",
+                    "payments",
+                    &[("peer", "stripe"), ("outcome", "SUCCESS")],
+                    Before,
+                ),
+                p.latency_ms(
+                    "http_client_requests_seconds",
+                    "payments",
+                    &[("peer", "stripe")],
+                    After,
+                ),
+            );
+            ensure(
+                after > before + 1000.0,
+                format!("payments → stripe {before:.0} → {after:.0} ms"),
+            )?;
+            ensure(
+                p.logs("payments", "stripe", After) > 0,
+                "timeouts naming stripe".into(),
+            )
+        },
+    );
 }
 
 #[test]
 fn network_loss_drops_packets_at_the_receiver_and_resets_only_that_edge() {
-    check("{kind: network_loss, target: payments, at: 30m, params: {loss_pct: 10}}", |p| {
-        ensure(p.rate("container_network_receive_packets_dropped_total", "payments", &[], After) > 10.0 * p.rate("container_network_receive_packets_dropped_total", "payments", &[], Before).max(0.01), "dropped packets".into())?;
-        ensure(p.logs("shop", "reset", After) > 0, "connection resets in the caller".into())?;
-        let edge = p.rate("http_client_requests_seconds_count", "shop", &[("peer", "payments"), ("outcome", "SERVER_ERROR")], After);
-        ensure(edge > 0.5, format!("errors on shop → payments: {edge:.2}/s"))?;
-        ensure(p.error_ratio("search", After) < 0.01, "other edges are fine".into())
-    });
+    check(
+        "{kind: network_loss, target: payments, at: 30m, params: {loss_pct: 10}}",
+        |p| {
+            ensure(
+                p.rate(
+                    "container_network_receive_packets_dropped_total",
+                    "payments",
+                    &[],
+                    After,
+                ) > 10.0
+                    * p.rate(
+                        "container_network_receive_packets_dropped_total",
+                        "payments",
+                        &[],
+                        Before,
+                    )
+                    .max(0.01),
+                "dropped packets".into(),
+            )?;
+            ensure(
+                p.logs("shop", "reset", After) > 0,
+                "connection resets in the caller".into(),
+            )?;
+            let edge = p.rate(
+                "http_client_requests_seconds_count",
+                "shop",
+                &[("peer", "payments"), ("outcome", "SERVER_ERROR")],
+                After,
+            );
+            ensure(
+                edge > 0.5,
+                format!("errors on shop → payments: {edge:.2}/s"),
+            )?;
+            ensure(
+                p.error_ratio("search", After) < 0.01,
+                "other edges are fine".into(),
+            )
+        },
+    );
 }
 
 #[test]
@@ -251,7 +474,10 @@ fn dns_failure_fails_callers_while_the_target_stays_healthy() {
         let lines = p.logs("shop", "payments.prod.svc.cluster.local", After);
         ensure(lines > 0, "resolution errors in the caller's logs".into())?;
         ensure(p.error_ratio("shop", After) > 0.1, "caller fails".into())?;
-        ensure(p.error_ratio("payments", After) < 0.01, "target healthy".into())
+        ensure(
+            p.error_ratio("payments", After) < 0.01,
+            "target healthy".into(),
+        )
     });
 }
 
@@ -259,42 +485,80 @@ fn dns_failure_fails_callers_while_the_target_stays_healthy() {
 fn cert_expired_fails_every_caller_at_once() {
     check("{kind: cert_expired, target: payments, at: 30m}", |p| {
         let expiry = p.max("probe_ssl_earliest_cert_expiry", "payments", &[], After);
-        ensure(expiry <= p.fault_at().timestamp() as f64, "certificate expired at the onset".into())?;
-        ensure(p.logs("shop", "certificate", After) > 0, "handshake failures in the caller".into())?;
+        ensure(
+            expiry <= p.fault_at().timestamp() as f64,
+            "certificate expired at the onset".into(),
+        )?;
+        ensure(
+            p.logs("shop", "certificate", After) > 0,
+            "handshake failures in the caller".into(),
+        )?;
         ensure(p.error_ratio("shop", After) > 0.3, "caller fails".into())
     });
 }
 
 #[test]
 fn disk_full_fills_the_volume_then_writes_fail() {
-    check("{kind: disk_full, target: orders-db, at: 30m, params: {fill_minutes: 4}}", |p| {
-        let used = p.max("kubelet_volume_stats_used_bytes", "orders-db", &[], After);
-        let capacity = p.max("kubelet_volume_stats_capacity_bytes", "orders-db", &[], After);
-        ensure(used >= 0.99 * capacity, format!("volume {:.0}% full", 100.0 * used / capacity))?;
-        ensure(p.logs("orders-db", "No space left on device", After) > 0, "write errors".into())?;
-        ensure(p.error_ratio("shop", After) > p.error_ratio("shop", Before) + 0.05, "service errors".into())
-    });
+    check(
+        "{kind: disk_full, target: orders-db, at: 30m, params: {fill_minutes: 4}}",
+        |p| {
+            let used = p.max("kubelet_volume_stats_used_bytes", "orders-db", &[], After);
+            let capacity = p.max(
+                "kubelet_volume_stats_capacity_bytes",
+                "orders-db",
+                &[],
+                After,
+            );
+            ensure(
+                used >= 0.99 * capacity,
+                format!("volume {:.0}% full", 100.0 * used / capacity),
+            )?;
+            ensure(
+                p.logs("orders-db", "No space left on device", After) > 0,
+                "write errors".into(),
+            )?;
+            ensure(
+                p.error_ratio("shop", After) > p.error_ratio("shop", Before) + 0.05,
+                "service errors".into(),
+            )
+        },
+    );
 }
 
 #[test]
 fn node_failure_takes_down_the_node_and_reschedules_its_pods() {
-    check("{kind: node_failure, target: shop, at: 30m, params: {node: node-2}}", |p| {
-        let down = p.events("NodeNotReady");
-        ensure(down.iter().any(|e| e.object == "node/node-2"), "node NotReady".into())?;
-        let services: std::collections::BTreeSet<_> = down.iter().filter_map(|e| e.service.clone()).collect();
-        ensure(services.contains("shop"), format!("target's pod on the node: {services:?}"))?;
-        ensure(!p.events("Scheduled").is_empty(), "pods rescheduled".into())
-    });
+    check(
+        "{kind: node_failure, target: shop, at: 30m, params: {node: node-2}}",
+        |p| {
+            let down = p.events("NodeNotReady");
+            ensure(
+                down.iter().any(|e| e.object == "node/node-2"),
+                "node NotReady".into(),
+            )?;
+            let services: std::collections::BTreeSet<_> =
+                down.iter().filter_map(|e| e.service.clone()).collect();
+            ensure(
+                services.contains("shop"),
+                format!("target's pod on the node: {services:?}"),
+            )?;
+            ensure(!p.events("Scheduled").is_empty(), "pods rescheduled".into())
+        },
+    );
 }
 
 #[test]
 fn traffic_spike_multiplies_entry_load() {
-    check("{kind: traffic_spike, target: edge, at: 30m, params: {multiplier: 4}}", |p| {
-        let ratio = p.rate("http_requests_total", "edge", &[], After) / p.rate("http_requests_total", "edge", &[], Before);
-        ensure(ratio > 3.0, format!("entry load ×{ratio:.1}"))?;
-        let cpu = p.rate("container_cpu_usage_seconds_total", "shop", &[], After) / p.rate("container_cpu_usage_seconds_total", "shop", &[], Before);
-        ensure(cpu > 1.8, format!("downstream CPU ×{cpu:.1}"))
-    });
+    check(
+        "{kind: traffic_spike, target: edge, at: 30m, params: {multiplier: 4}}",
+        |p| {
+            let ratio = p.rate("http_requests_total", "edge", &[], After)
+                / p.rate("http_requests_total", "edge", &[], Before);
+            ensure(ratio > 3.0, format!("entry load ×{ratio:.1}"))?;
+            let cpu = p.rate("container_cpu_usage_seconds_total", "shop", &[], After)
+                / p.rate("container_cpu_usage_seconds_total", "shop", &[], Before);
+            ensure(cpu > 1.8, format!("downstream CPU ×{cpu:.1}"))
+        },
+    );
 }
 
 #[test]
@@ -304,40 +568,88 @@ fn cache_failure_collapses_hits_and_moves_load_to_the_database() {
             let h = p.rate("redis_keyspace_hits_total", "cart-cache", &[], phase);
             h / (h + p.rate("redis_keyspace_misses_total", "cart-cache", &[], phase)).max(1e-9)
         };
-        ensure(hit(Before) > 0.8 && hit(After) < 0.2, format!("hit ratio {:.2} → {:.2}", hit(Before), hit(After)))?;
-        let load = p.rate("pg_stat_statements_calls_total", "orders-db", &[], After) / p.rate("pg_stat_statements_calls_total", "orders-db", &[], Before);
+        ensure(
+            hit(Before) > 0.8 && hit(After) < 0.2,
+            format!("hit ratio {:.2} → {:.2}", hit(Before), hit(After)),
+        )?;
+        let load = p.rate("pg_stat_statements_calls_total", "orders-db", &[], After)
+            / p.rate("pg_stat_statements_calls_total", "orders-db", &[], Before);
         ensure(load > 2.0, format!("database load ×{load:.1}"))?;
-        ensure(p.latency_ms("http_server_requests_seconds", "shop", &[], After) > p.latency_ms("http_server_requests_seconds", "shop", &[], Before), "latency up".into())
+        ensure(
+            p.latency_ms("http_server_requests_seconds", "shop", &[], After)
+                > p.latency_ms("http_server_requests_seconds", "shop", &[], Before),
+            "latency up".into(),
+        )
     });
 }
 
 #[test]
 fn rate_limited_answers_429_and_the_caller_errors() {
     check("{kind: rate_limited, target: stripe, at: 30m}", |p| {
-        ensure(p.max("probe_http_status_code", "stripe", &[], After) == 429.0, "probe sees 429".into())?;
-        ensure(p.rate("http_client_requests_seconds_count", "payments", &[("peer", "stripe"), ("outcome", "CLIENT_ERROR")], After) > 0.5, "429s at the caller".into())?;
-        ensure(p.logs("payments", "429", After) > 0, "429 in the caller's logs".into())?;
-        ensure(p.error_ratio("payments", After) > 0.05, "caller errors".into())
+        ensure(
+            p.max("probe_http_status_code", "stripe", &[], After) == 429.0,
+            "probe sees 429".into(),
+        )?;
+        ensure(
+            p.rate(
+                "http_client_requests_seconds_count",
+                "payments",
+                &[("peer", "stripe"), ("outcome", "CLIENT_ERROR")],
+                After,
+            ) > 0.5,
+            "429s at the caller".into(),
+        )?;
+        ensure(
+            p.logs("payments", "429", After) > 0,
+            "429 in the caller's logs".into(),
+        )?;
+        ensure(
+            p.error_ratio("payments", After) > 0.05,
+            "caller errors".into(),
+        )
     });
 }
 
 #[test]
 fn queue_backlog_grows_lag_while_producers_stay_healthy() {
-    check("{kind: queue_backlog, target: orders-queue, at: 30m}", |p| {
-        let lag = p.max("kafka_consumergroup_lag", "orders-queue", &[], After);
-        ensure(lag > 10.0 * p.max("kafka_consumergroup_lag", "orders-queue", &[], Before).max(10.0), format!("lag {lag:.0}"))?;
-        ensure(p.error_ratio("shop", After) < 0.02, "producer healthy".into())
-    });
+    check(
+        "{kind: queue_backlog, target: orders-queue, at: 30m}",
+        |p| {
+            let lag = p.max("kafka_consumergroup_lag", "orders-queue", &[], After);
+            ensure(
+                lag > 10.0
+                    * p.max("kafka_consumergroup_lag", "orders-queue", &[], Before)
+                        .max(10.0),
+                format!("lag {lag:.0}"),
+            )?;
+            ensure(
+                p.error_ratio("shop", After) < 0.02,
+                "producer healthy".into(),
+            )
+        },
+    );
 }
 
 #[test]
 fn a_false_alarm_shows_nothing_beyond_noise() {
     let p = bundle(None);
     for service in ["edge", "shop", "search", "payments", "worker"] {
-        let (before, after) = (p.error_ratio(service, Before), p.error_ratio(service, After));
-        assert!(after < 0.02 && (after - before).abs() < 0.01, "{service}: errors {before:.4} → {after:.4}");
-        let (lb, la) = (p.latency_ms("http_server_requests_seconds", service, &[], Before), p.latency_ms("http_server_requests_seconds", service, &[], After));
-        assert!((la / lb - 1.0).abs() < 0.25, "{service}: latency {lb:.0} → {la:.0} ms");
+        let (before, after) = (
+            p.error_ratio(service, Before),
+            p.error_ratio(service, After),
+        );
+        assert!(
+            after < 0.02 && (after - before).abs() < 0.01,
+            "{service}: errors {before:.4} → {after:.4}"
+        );
+        let (lb, la) = (
+            p.latency_ms("http_server_requests_seconds", service, &[], Before),
+            p.latency_ms("http_server_requests_seconds", service, &[], After),
+        );
+        assert!(
+            (la / lb - 1.0).abs() < 0.25,
+            "{service}: latency {lb:.0} → {la:.0} ms"
+        );
     }
     assert!(p.events("OOMKilled").is_empty() && p.events("NodeNotReady").is_empty());
 }

@@ -7,7 +7,10 @@ fn version_and_help() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(cairn(dir.path()).arg("--version"));
     assert!(out.status.success());
-    assert_eq!(stdout(&out).trim(), format!("cairn {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("cairn {}", env!("CARGO_PKG_VERSION"))
+    );
 
     let out = run(cairn(dir.path()).arg("--help"));
     assert!(out.status.success());
@@ -30,21 +33,33 @@ fn bad_usage_exits_2() {
 #[test]
 fn bad_environment_value_exits_2_with_one_sentence() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(cairn(dir.path()).arg("migrate").env("CAIRN_LISTEN", "not-an-address"));
+    let out = run(cairn(dir.path())
+        .arg("migrate")
+        .env("CAIRN_LISTEN", "not-an-address"));
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("`listen` (CAIRN_LISTEN)") && err.contains("127.0.0.1:3000"), "{err}");
+    assert!(
+        err.contains("`listen` (CAIRN_LISTEN)") && err.contains("127.0.0.1:3000"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_file_value_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cairn.toml"), "database_url = \"mysql://x\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("cairn.toml"),
+        "database_url = \"mysql://x\"\n",
+    )
+    .unwrap();
     let out = run(cairn(dir.path()).arg("migrate"));
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("`database_url`") && err.contains("cairn.toml"), "{err}");
+    assert!(
+        err.contains("`database_url`") && err.contains("cairn.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -59,7 +74,9 @@ fn missing_explicit_config_file_exits_2() {
 fn config_env_variable_selects_the_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("other.toml"), "listen = \"bad\"\n").unwrap();
-    let out = run(cairn(dir.path()).arg("migrate").env("CAIRN_CONFIG", "other.toml"));
+    let out = run(cairn(dir.path())
+        .arg("migrate")
+        .env("CAIRN_CONFIG", "other.toml"));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("other.toml"), "{}", stderr(&out));
 }

@@ -8,7 +8,11 @@ use crate::{cairn, run, stderr, stdout, workspace};
 fn the_scenario_library_is_investigated_to_target() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");
-    let out = run(cairn(dir.path()).args(["eval", "--scenarios"]).arg(workspace().join("scenarios")).arg("--json").arg(&json));
+    let out = run(cairn(dir.path())
+        .args(["eval", "--scenarios"])
+        .arg(workspace().join("scenarios"))
+        .arg("--json")
+        .arg(&json));
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let (mut faults, mut top1, mut kinds, mut false_alarms, mut abstained) = (0, 0, 0, 0, 0);
@@ -32,13 +36,19 @@ fn the_scenario_library_is_investigated_to_target() {
                 }
                 let evidence = top["evidence"].as_array().map_or(0, Vec::len);
                 let domains = top["domains"].as_array().map_or(0, Vec::len);
-                assert!(evidence >= 2 && domains >= 2, "{name}: top hypothesis cites {evidence} items from {domains} domains");
+                assert!(
+                    evidence >= 2 && domains >= 2,
+                    "{name}: top hypothesis cites {evidence} items from {domains} domains"
+                );
             }
         }
     }
     let ac1 = top1 as f64 / faults as f64;
     assert!(ac1 >= 0.95, "AC@1 {ac1:.2} over {faults} faults");
-    assert!(kinds as f64 >= 0.85 * top1 as f64, "kind right in {kinds} of {top1}");
+    assert!(
+        kinds as f64 >= 0.85 * top1 as f64,
+        "kind right in {kinds} of {top1}"
+    );
     assert_eq!(abstained, false_alarms, "every false alarm abstains");
 }
 
@@ -50,7 +60,11 @@ fn demo_plain_output() {
     let text = stdout(&out);
     assert!(!text.contains('\u{1b}'), "no colour codes in plain output");
     insta::assert_snapshot!(text);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the demo leaves nothing behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the demo leaves nothing behind"
+    );
 }
 
 #[test]
@@ -58,5 +72,9 @@ fn demo_names_unknown_scenarios() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(cairn(dir.path()).args(["demo", "--scenario", "no-such-thing"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no scenario `no-such-thing`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no scenario `no-such-thing`"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -21,10 +21,23 @@ fn copy_dir(from: &Path, to: &Path) {
 fn eval_fixtures_prints_table_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("out.json");
-    let out = run(cairn(dir.path()).arg("eval").arg("--bundles").arg(fixtures()).arg("--json").arg(&json));
+    let out = run(cairn(dir.path())
+        .arg("eval")
+        .arg("--bundles")
+        .arg(fixtures())
+        .arg("--json")
+        .arg(&json));
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
-    for needle in ["case", "AC@1", "AC@3", "AC@5", "Avg@5", "ob-20220822-052706", "all"] {
+    for needle in [
+        "case",
+        "AC@1",
+        "AC@3",
+        "AC@5",
+        "Avg@5",
+        "ob-20220822-052706",
+        "all",
+    ] {
         assert!(table.contains(needle), "{needle} missing from\n{table}");
     }
 
@@ -35,7 +48,10 @@ fn eval_fixtures_prints_table_and_writes_json() {
         assert!(case["case"].is_string());
         assert!(case["elapsed_ms"].is_u64());
         let ranking = case["ranking"].as_array().unwrap();
-        assert!(!ranking.is_empty(), "every fixture has anomalies to rank: {case}");
+        assert!(
+            !ranking.is_empty(),
+            "every fixture has anomalies to rank: {case}"
+        );
         for r in ranking {
             assert!(r["service"].is_string() && r["kind"].is_string());
             let c = r["confidence"].as_f64().unwrap();
@@ -69,25 +85,42 @@ fn ranking_does_not_depend_on_the_answer() {
         std::fs::write(case.join("expect.yaml"), answer).unwrap();
     }
     let json = dir.path().join("out.json");
-    let out = run(cairn(dir.path()).args(["eval", "--bundles", "cases", "--json"]).arg(&json));
+    let out = run(cairn(dir.path())
+        .args(["eval", "--bundles", "cases", "--json"])
+        .arg(&json));
     // The garbage answer is a scoring error (exit 1), not an investigation error.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let rankings: Vec<&serde_json::Value> = report["cases"].as_array().unwrap().iter().map(|c| &c["ranking"]).collect();
+    let rankings: Vec<&serde_json::Value> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["ranking"])
+        .collect();
     assert_eq!(rankings.len(), 3);
     assert!(rankings[0].as_array().is_some_and(|r| !r.is_empty()));
     assert_eq!(rankings[0], rankings[1]);
     assert_eq!(rankings[1], rankings[2]);
-    assert!(report["cases"][2]["error"].as_str().unwrap().contains("expect.yaml:"));
+    assert!(report["cases"][2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("expect.yaml:"));
 }
 
 #[test]
 fn malformed_bundle_is_reported_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let case = dir.path().join("cases/broken");
-    copy_dir(&fixtures().join("petshop-low_traffic/ps-low-20230419-0216"), &case);
+    copy_dir(
+        &fixtures().join("petshop-low_traffic/ps-low-20230419-0216"),
+        &case,
+    );
     std::fs::remove_file(case.join("metrics.om.gz")).ok();
-    std::fs::write(case.join("metrics.om"), "# TYPE x gauge\nx{service=\"a\"} 1 100\nx{service=\"a\"} oops 160\n# EOF\n").unwrap();
+    std::fs::write(
+        case.join("metrics.om"),
+        "# TYPE x gauge\nx{service=\"a\"} 1 100\nx{service=\"a\"} oops 160\n# EOF\n",
+    )
+    .unwrap();
     let out = run(cairn(dir.path()).args(["eval", "--bundles", "cases"]));
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out) + &stderr(&out);

@@ -11,7 +11,10 @@ use std::process::{Command, Output};
 
 /// The workspace root (fixtures live there).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bot/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bot/ has a parent")
+        .to_owned()
 }
 
 /// The fixture bundles shipped in the repository.

@@ -7,7 +7,10 @@ fn migrate_fresh_sqlite_file_then_again() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(cairn(dir.path()).arg("migrate"));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(dir.path().join("cairn.db").is_file(), "the default database is ./cairn.db");
+    assert!(
+        dir.path().join("cairn.db").is_file(),
+        "the default database is ./cairn.db"
+    );
     let first = stdout(&out);
     assert!(first.contains("applied"), "{first}");
 

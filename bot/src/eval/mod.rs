@@ -86,7 +86,10 @@ impl Case {
             Case::Bundle(_) => path.file_name(),
             Case::Scenario(_) => path.file_stem(),
         };
-        name.map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+        name.map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
     }
 }
 
@@ -116,9 +119,15 @@ pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
                     root.display()
                 )));
             }
-            let found: Vec<Case> = discover_scenarios(root).into_iter().map(Case::Scenario).collect();
+            let found: Vec<Case> = discover_scenarios(root)
+                .into_iter()
+                .map(Case::Scenario)
+                .collect();
             if found.is_empty() {
-                return Err(CliError::Usage(format!("no scenario files (*.yaml, *.yml) under {}.", root.display())));
+                return Err(CliError::Usage(format!(
+                    "no scenario files (*.yaml, *.yml) under {}.",
+                    root.display()
+                )));
             }
             (root, found)
         }
@@ -152,7 +161,10 @@ pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
     }
     match report.summary.errors {
         0 => Ok(()),
-        n => Err(CliError::Failed(format!("{n} of {} cases could not be investigated (see the table).", report.cases.len()))),
+        n => Err(CliError::Failed(format!(
+            "{n} of {} cases could not be investigated (see the table).",
+            report.cases.len()
+        ))),
     }
 }
 
@@ -161,7 +173,9 @@ pub fn discover_scenarios(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -184,7 +198,9 @@ pub fn discover(root: &Path) -> Vec<PathBuf> {
             found.push(dir);
             continue;
         }
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(entry.path());
@@ -200,7 +216,12 @@ fn is_bundle(dir: &Path) -> bool {
 }
 
 /// Investigates and scores every bundle, `jobs` at a time.
-pub async fn evaluate(root: &Path, bundles: &[Case], extra: &[Arc<dyn DataSource>], jobs: usize) -> Report {
+pub async fn evaluate(
+    root: &Path,
+    bundles: &[Case],
+    extra: &[Arc<dyn DataSource>],
+    jobs: usize,
+) -> Report {
     let progress = progress_bar(bundles.len() as u64);
     let mut cases: Vec<CaseResult> = stream::iter(bundles.iter().cloned())
         .map(|dir| {
@@ -221,8 +242,19 @@ pub async fn evaluate(root: &Path, bundles: &[Case], extra: &[Arc<dyn DataSource
     let scored: Vec<(String, ScoredCase)> = cases
         .iter()
         .map(|c| {
-            let abstained = c.ranking.first().is_none_or(|r| r.confidence < cairn_agents::investigation::CONFIDENCE_THRESHOLD);
-            (c.group.clone(), ScoredCase { expected: c.expected.clone(), hit: c.hit, abstained, failed: c.error.is_some() })
+            let abstained = c
+                .ranking
+                .first()
+                .is_none_or(|r| r.confidence < cairn_agents::investigation::CONFIDENCE_THRESHOLD);
+            (
+                c.group.clone(),
+                ScoredCase {
+                    expected: c.expected.clone(),
+                    hit: c.hit,
+                    abstained,
+                    failed: c.error.is_some(),
+                },
+            )
         })
         .collect();
     let summary = score::summarize(scored.iter().map(|(_, s)| s));
@@ -230,8 +262,15 @@ pub async fn evaluate(root: &Path, bundles: &[Case], extra: &[Arc<dyn DataSource
     for (group, s) in &scored {
         groups.entry(group.clone()).or_default().push(s);
     }
-    let groups = groups.into_iter().map(|(g, s)| (g, score::summarize(s))).collect();
-    Report { cases, summary, groups }
+    let groups = groups
+        .into_iter()
+        .map(|(g, s)| (g, score::summarize(s)))
+        .collect();
+    Report {
+        cases,
+        summary,
+        groups,
+    }
 }
 
 async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>]) -> CaseResult {
@@ -254,13 +293,27 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
             Ok((bundle, expect_text)) => {
                 let outcome = investigate_opened(bundle, extra).await;
                 let shown = format!("{} (expect)", path.display());
-                (outcome, expect_text.map(|t| score::parse_expected(&t, &shown)).transpose())
+                (
+                    outcome,
+                    expect_text
+                        .map(|t| score::parse_expected(&t, &shown))
+                        .transpose(),
+                )
             }
             Err(e) => (Err(e), Ok(None)),
         },
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
-    let mut result = CaseResult { case, group, ranking: Vec::new(), elapsed_ms, verdict: None, expected: None, hit: None, error: None };
+    let mut result = CaseResult {
+        case,
+        group,
+        ranking: Vec::new(),
+        elapsed_ms,
+        verdict: None,
+        expected: None,
+        hit: None,
+        error: None,
+    };
     match outcome {
         Ok(finding) => {
             result.verdict = Some(finding.verdict);
@@ -269,14 +322,28 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
                 .iter()
                 .map(|h| RankedService {
                     service: h.service.clone(),
-                    kind: h.kind.map_or_else(|| "unknown".to_owned(), |k| k.as_str().to_owned()),
+                    kind: h
+                        .kind
+                        .map_or_else(|| "unknown".to_owned(), |k| k.as_str().to_owned()),
                     confidence: (h.confidence.get() * 1000.0).round() / 1000.0,
                     domains: h.domains().iter().map(|d| d.as_str().to_owned()).collect(),
                     evidence: h
                         .supporting
                         .iter()
-                        .map(|e| format!("{}/{:?} {:.2}: {}", e.domain.as_str(), e.signal, e.score, e.reason))
-                        .chain(h.contradicting.iter().map(|e| format!("against: {}", e.reason)))
+                        .map(|e| {
+                            format!(
+                                "{}/{:?} {:.2}: {}",
+                                e.domain.as_str(),
+                                e.signal,
+                                e.score,
+                                e.reason
+                            )
+                        })
+                        .chain(
+                            h.contradicting
+                                .iter()
+                                .map(|e| format!("against: {}", e.reason)),
+                        )
                         .collect(),
                 })
                 .collect();
@@ -286,12 +353,19 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
     match expected {
         Ok(expected) => {
             if let Some(Expected::RootCause { service, .. }) = &expected {
-                let services: Vec<&str> = result.ranking.iter().map(|r| r.service.as_str()).collect();
+                let services: Vec<&str> =
+                    result.ranking.iter().map(|r| r.service.as_str()).collect();
                 result.hit = score::rank_of(&services, service);
             }
             result.expected = expected;
         }
-        Err(e) => result.error = Some(result.error.map_or(e.clone(), |prev| format!("{prev}; {e}"))),
+        Err(e) => {
+            result.error = Some(
+                result
+                    .error
+                    .map_or(e.clone(), |prev| format!("{prev}; {e}")),
+            )
+        }
     }
     result
 }
@@ -302,12 +376,14 @@ async fn simulate_scenario(path: PathBuf) -> Result<(Bundle, Option<String>), Cl
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
         let scenario = Scenario::load(&path).map_err(|e| CliError::Failed(e.to_string()))?;
-        let simulation = cairn_simulator::simulate(&scenario).map_err(|e| CliError::Failed(format!("{shown}: {e}")))?;
+        let simulation = cairn_simulator::simulate(&scenario)
+            .map_err(|e| CliError::Failed(format!("{shown}: {e}")))?;
         let expect = simulation
             .files
             .get(score::EXPECT_FILE)
             .map(|b| String::from_utf8_lossy(b).into_owned());
-        let bundle = Bundle::from_files(&simulation.files).map_err(|e| CliError::Failed(format!("{shown}: simulated bundle: {e}")))?;
+        let bundle = Bundle::from_files(&simulation.files)
+            .map_err(|e| CliError::Failed(format!("{shown}: simulated bundle: {e}")))?;
         Ok((bundle, expect))
     })
     .await
@@ -315,13 +391,19 @@ async fn simulate_scenario(path: PathBuf) -> Result<(Bundle, Option<String>), Cl
 }
 
 /// Opens the bundle, combines it with the extra sources and investigates its page.
-async fn investigate_bundle(dir: &Path, extra: &[Arc<dyn DataSource>]) -> Result<Finding, CliError> {
+async fn investigate_bundle(
+    dir: &Path,
+    extra: &[Arc<dyn DataSource>],
+) -> Result<Finding, CliError> {
     let bundle = crate::sources::open_bundle(dir.to_owned()).await?;
     investigate_opened(bundle, extra).await
 }
 
 /// Investigates the page of an opened bundle, with the extra sources alongside.
-async fn investigate_opened(bundle: Bundle, extra: &[Arc<dyn DataSource>]) -> Result<Finding, CliError> {
+async fn investigate_opened(
+    bundle: Bundle,
+    extra: &[Arc<dyn DataSource>],
+) -> Result<Finding, CliError> {
     let window = bundle.meta().window;
     let incident = match bundle.alert() {
         Some(alert) => Incident::from_alert(alert, window),
@@ -351,7 +433,9 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {wide_msg}")
+    {
         bar.set_style(style);
     }
     bar
@@ -370,7 +454,13 @@ pub fn print_table(report: &Report) {
 pub fn render_table(report: &Report) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let width = report.cases.iter().map(|c| c.case.len()).max().unwrap_or(4).max(4);
+    let width = report
+        .cases
+        .iter()
+        .map(|c| c.case.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let expected_width = report
         .cases
         .iter()
@@ -378,14 +468,22 @@ pub fn render_table(report: &Report) -> String {
         .max()
         .unwrap_or(8)
         .max(8);
-    let _ = writeln!(out, "{:<width$}  {:<expected_width$}  {:>4}  {:>7}  top 3", "case", "expected", "rank", "ms");
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<expected_width$}  {:>4}  {:>7}  top 3",
+        "case", "expected", "rank", "ms"
+    );
     for c in &report.cases {
         let rank = match (&c.expected, c.hit, &c.error) {
             (_, _, Some(_)) => "err".to_owned(),
             (Some(Expected::RootCause { .. }), Some(r), _) => r.to_string(),
             (Some(Expected::RootCause { .. }), None, _) => "-".to_owned(),
             (Some(Expected::NoIssue), _, _) => {
-                if c.verdict == Some(Verdict::NoRootCauseFound) { "ok".to_owned() } else { "FP".to_owned() }
+                if c.verdict == Some(Verdict::NoRootCauseFound) {
+                    "ok".to_owned()
+                } else {
+                    "FP".to_owned()
+                }
             }
             (None, _, _) => "".to_owned(),
         };
@@ -396,14 +494,46 @@ pub fn render_table(report: &Report) -> String {
             .map(|r| format!("{} {:.2}", r.service, r.confidence))
             .collect();
         let tail = c.error.clone().unwrap_or_else(|| top.join(", "));
-        let _ = writeln!(out, "{:<width$}  {:<expected_width$}  {:>4}  {:>7}  {}", c.case, expected_label(c), rank, c.elapsed_ms, tail);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<expected_width$}  {:>4}  {:>7}  {}",
+            c.case,
+            expected_label(c),
+            rank,
+            c.elapsed_ms,
+            tail
+        );
     }
     let _ = writeln!(out);
-    let gw = report.groups.keys().map(String::len).max().unwrap_or(3).max(5);
-    let _ = writeln!(out, "{:<gw$}  {:>5}  {:>5}  {:>5}  {:>5}  {:>5}  {:>11}", "group", "cases", "AC@1", "AC@3", "AC@5", "Avg@5", "no-issue ok");
+    let gw = report
+        .groups
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(3)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "{:<gw$}  {:>5}  {:>5}  {:>5}  {:>5}  {:>5}  {:>11}",
+        "group", "cases", "AC@1", "AC@3", "AC@5", "Avg@5", "no-issue ok"
+    );
     let mut line = |name: &str, s: &Summary| {
-        let spec = if s.no_issue_cases > 0 { format!("{}/{}", s.no_issue_abstained, s.no_issue_cases) } else { "–".into() };
-        let _ = writeln!(out, "{:<gw$}  {:>5}  {:>5}  {:>5}  {:>5}  {:>5}  {:>11}", name, s.cases, fmt_ratio(s.ac1), fmt_ratio(s.ac3), fmt_ratio(s.ac5), fmt_ratio(s.avg5), spec);
+        let spec = if s.no_issue_cases > 0 {
+            format!("{}/{}", s.no_issue_abstained, s.no_issue_cases)
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(
+            out,
+            "{:<gw$}  {:>5}  {:>5}  {:>5}  {:>5}  {:>5}  {:>11}",
+            name,
+            s.cases,
+            fmt_ratio(s.ac1),
+            fmt_ratio(s.ac3),
+            fmt_ratio(s.ac5),
+            fmt_ratio(s.avg5),
+            spec
+        );
     };
     if report.groups.len() > 1 {
         for (name, s) in &report.groups {

@@ -15,7 +15,10 @@ pub const EXPECT_FILE: &str = "expect.yaml";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Expected {
-    RootCause { service: String, kind: Option<String> },
+    RootCause {
+        service: String,
+        kind: Option<String>,
+    },
     NoIssue,
 }
 
@@ -50,10 +53,17 @@ pub fn parse_expected(text: &str, shown: &str) -> Result<Expected, String> {
         format!("{shown}:{line}: {e}")
     })?;
     match (file.root_cause, file.no_issue) {
-        (Some(rc), false) => Ok(Expected::RootCause { service: rc.service, kind: rc.kind }),
+        (Some(rc), false) => Ok(Expected::RootCause {
+            service: rc.service,
+            kind: rc.kind,
+        }),
         (None, true) => Ok(Expected::NoIssue),
-        (None, false) => Err(format!("{shown}: has neither `root_cause` nor `no_issue: true`")),
-        (Some(_), true) => Err(format!("{shown}: has both `root_cause` and `no_issue: true`")),
+        (None, false) => Err(format!(
+            "{shown}: has neither `root_cause` nor `no_issue: true`"
+        )),
+        (Some(_), true) => Err(format!(
+            "{shown}: has both `root_cause` and `no_issue: true`"
+        )),
     }
 }
 
@@ -145,16 +155,29 @@ mod tests {
     use super::*;
 
     fn case(expected: Expected, hit: Option<usize>, abstained: bool) -> ScoredCase {
-        ScoredCase { expected: Some(expected), hit, abstained, failed: false }
+        ScoredCase {
+            expected: Some(expected),
+            hit,
+            abstained,
+            failed: false,
+        }
     }
 
     fn rc() -> Expected {
-        Expected::RootCause { service: "a".into(), kind: None }
+        Expected::RootCause {
+            service: "a".into(),
+            kind: None,
+        }
     }
 
     #[test]
     fn ac_at_k_and_avg() {
-        let cases = [case(rc(), Some(1), false), case(rc(), Some(3), false), case(rc(), None, false), case(rc(), Some(6), false)];
+        let cases = [
+            case(rc(), Some(1), false),
+            case(rc(), Some(3), false),
+            case(rc(), None, false),
+            case(rc(), Some(6), false),
+        ];
         let s = summarize(&cases);
         assert_eq!(s.scored, 4);
         assert_eq!(s.ac1, Some(0.25));
@@ -166,7 +189,11 @@ mod tests {
 
     #[test]
     fn specificity_counts_only_no_issue_cases() {
-        let cases = [case(Expected::NoIssue, None, true), case(Expected::NoIssue, None, false), case(rc(), Some(1), true)];
+        let cases = [
+            case(Expected::NoIssue, None, true),
+            case(Expected::NoIssue, None, false),
+            case(rc(), Some(1), true),
+        ];
         let s = summarize(&cases);
         assert_eq!(s.no_issue_cases, 2);
         assert_eq!(s.no_issue_specificity, Some(0.5));
@@ -177,10 +204,17 @@ mod tests {
     fn reads_both_answer_shapes() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_expected(dir.path()), Ok(None));
-        std::fs::write(dir.path().join(EXPECT_FILE), "root_cause:\n  service: cart\n  kind: cpu\nnotes: x\n").unwrap();
+        std::fs::write(
+            dir.path().join(EXPECT_FILE),
+            "root_cause:\n  service: cart\n  kind: cpu\nnotes: x\n",
+        )
+        .unwrap();
         assert_eq!(
             read_expected(dir.path()),
-            Ok(Some(Expected::RootCause { service: "cart".into(), kind: Some("cpu".into()) }))
+            Ok(Some(Expected::RootCause {
+                service: "cart".into(),
+                kind: Some("cpu".into())
+            }))
         );
         std::fs::write(dir.path().join(EXPECT_FILE), "no_issue: true\n").unwrap();
         assert_eq!(read_expected(dir.path()), Ok(Some(Expected::NoIssue)));

@@ -119,17 +119,20 @@ impl<'a> Located<'a> {
     /// Opens the file for streaming, inflating it when it is gzipped.
     pub(crate) fn open(&self) -> Result<FileLines<'a>, BundleError> {
         let raw: Box<dyn Read + Send + 'a> = match &self.content {
-            Content::Path(path) => Box::new(File::open(path).map_err(|e| {
-                BundleError::Unreadable {
+            Content::Path(path) => {
+                Box::new(File::open(path).map_err(|e| BundleError::Unreadable {
                     file: self.name.clone(),
                     message: format!("cannot open: {e}"),
-                }
-            })?),
+                })?)
+            }
             Content::Bytes(bytes) => Box::new(*bytes),
         };
         // Multi-member, because `cat a.gz b.gz` is a valid gzip file that tools produce.
         let reader: Box<dyn BufRead + Send + 'a> = if self.gzip {
-            Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(raw)))
+            Box::new(BufReader::with_capacity(
+                READ_BUFFER,
+                MultiGzDecoder::new(raw),
+            ))
         } else {
             Box::new(BufReader::with_capacity(READ_BUFFER, raw))
         };

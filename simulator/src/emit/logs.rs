@@ -35,7 +35,12 @@ pub(crate) struct Writer<'a> {
 }
 
 fn ip(rng: &mut Rng) -> String {
-    format!("10.{}.{}.{}", 20 + rng.below(40), rng.below(255), 2 + rng.below(250))
+    format!(
+        "10.{}.{}.{}",
+        20 + rng.below(40),
+        rng.below(255),
+        2 + rng.below(250)
+    )
 }
 
 fn class_name(service: &str) -> String {
@@ -44,7 +49,9 @@ fn class_name(service: &str) -> String {
         .filter(|w| !w.is_empty())
         .map(|w| {
             let mut c = w.chars();
-            c.next().map_or_else(String::new, |f| f.to_ascii_uppercase().to_string() + c.as_str())
+            c.next().map_or_else(String::new, |f| {
+                f.to_ascii_uppercase().to_string() + c.as_str()
+            })
         })
         .collect()
 }
@@ -63,7 +70,14 @@ impl Writer<'_> {
         if pod.is_none() && !pods.is_empty() {
             return;
         }
-        self.lines.push(Line { ts_ms, service: s, pod, level, message, attrs: Map::new() });
+        self.lines.push(Line {
+            ts_ms,
+            service: s,
+            pod,
+            level,
+            message,
+            attrs: Map::new(),
+        });
     }
 
     /// Every line of every service at step `k`.
@@ -83,7 +97,10 @@ impl Writer<'_> {
         if routes.is_empty() {
             "/".to_owned()
         } else {
-            routes[self.rng.below(routes.len())].replace("{id}", &self.rng.below(90_000).to_string()).replace("{uuid}", &self.rng.hex(8)).replace("{key}", &format!("k{}", self.rng.below(500)))
+            routes[self.rng.below(routes.len())]
+                .replace("{id}", &self.rng.below(90_000).to_string())
+                .replace("{uuid}", &self.rng.hex(8))
+                .replace("{key}", &format!("k{}", self.rng.below(500)))
         }
     }
 
@@ -156,7 +173,9 @@ impl Writer<'_> {
         if callers.is_empty() {
             "app".to_owned()
         } else {
-            self.world.services[self.world.edges[callers[self.rng.below(callers.len())]].from].name.clone()
+            self.world.services[self.world.edges[callers[self.rng.below(callers.len())]].from]
+                .name
+                .clone()
         }
     }
 
@@ -165,19 +184,27 @@ impl Writer<'_> {
         if deps.is_empty() {
             "upstream".to_owned()
         } else {
-            self.world.services[self.world.edges[deps[self.rng.below(deps.len())]].to].name.clone()
+            self.world.services[self.world.edges[deps[self.rng.below(deps.len())]].to]
+                .name
+                .clone()
         }
     }
 
     /// Error lines: as many as failed requests (sampled), each naming its cause.
     fn errors(&mut self, k: usize, s: usize) {
         let st = self.tl.service(k, s);
-        let expected = if matches!(self.world.services[s].kind, NodeKind::Gateway | NodeKind::Service) {
+        let expected = if matches!(
+            self.world.services[s].kind,
+            NodeKind::Gateway | NodeKind::Service
+        ) {
             st.errors as f64
         } else {
             st.rate * st.error * self.tl.step_s as f64
         };
-        let count = self.rng.poisson((expected * ERROR_LOG_SAMPLING).min(MAX_ERROR_LINES as f64 * 3.0)).min(MAX_ERROR_LINES);
+        let count = self
+            .rng
+            .poisson((expected * ERROR_LOG_SAMPLING).min(MAX_ERROR_LINES as f64 * 3.0))
+            .min(MAX_ERROR_LINES);
         if count == 0 {
             return;
         }
@@ -193,7 +220,11 @@ impl Writer<'_> {
                 }
             }
             let message = self.error_message(k, s, cause);
-            let level = if cause == Cause::CacheDown { "warn" } else { "error" };
+            let level = if cause == Cause::CacheDown {
+                "warn"
+            } else {
+                "error"
+            };
             self.push(k, s, level, message);
         }
     }
@@ -203,8 +234,16 @@ impl Writer<'_> {
         let deps = &self.world.services[s].deps;
         deps.iter()
             .copied()
-            .filter(|&e| self.tl.edge(k, e).cause == Some(cause) || cause == Cause::Upstream && self.tl.edge(k, e).error > 0.0)
-            .max_by(|&a, &b| self.tl.edge(k, a).error.total_cmp(&self.tl.edge(k, b).error))
+            .filter(|&e| {
+                self.tl.edge(k, e).cause == Some(cause)
+                    || cause == Cause::Upstream && self.tl.edge(k, e).error > 0.0
+            })
+            .max_by(|&a, &b| {
+                self.tl
+                    .edge(k, a)
+                    .error
+                    .total_cmp(&self.tl.edge(k, b).error)
+            })
     }
 
     fn error_message(&mut self, k: usize, s: usize, cause: Cause) -> String {
@@ -213,7 +252,11 @@ impl Writer<'_> {
         let class = class_name(&service.name);
         let edge = if cause == Cause::Pool {
             // The pool belongs to a database edge.
-            self.world.services[s].deps.iter().copied().find(|&e| self.world.edges[e].kind == EdgeKind::Database)
+            self.world.services[s]
+                .deps
+                .iter()
+                .copied()
+                .find(|&e| self.world.edges[e].kind == EdgeKind::Database)
         } else {
             self.failing_edge(k, s, cause)
         };
@@ -315,7 +358,14 @@ impl Writer<'_> {
             NodeKind::Cache if st.hit_ratio < self.world.services[s].hit_ratio * 0.6 => {
                 if self.rng.chance(0.6) {
                     let keys = 10_000 + self.rng.below(500_000);
-                    self.push(k, s, "warn", format!("Evicted {keys} keys: used_memory above maxmemory (policy allkeys-lru)"));
+                    self.push(
+                        k,
+                        s,
+                        "warn",
+                        format!(
+                            "Evicted {keys} keys: used_memory above maxmemory (policy allkeys-lru)"
+                        ),
+                    );
                 }
             }
             NodeKind::Queue if st.lag > (st.rate * 60.0).max(500.0) => {
@@ -341,9 +391,23 @@ impl Writer<'_> {
         // GC pressure before an OOM kill.
         if st.gc > 0.05 && self.rng.chance(0.6) {
             let message = match service.runtime {
-                Runtime::Jvm => format!("[gc] Pause Full (G1 Compaction Pause) {}M->{}M({}M) {:.3}ms", (service.mem_limit_mb * 0.97) as u64, (service.mem_limit_mb * 0.93) as u64, service.mem_limit_mb as u64, st.gc * 4000.0),
-                Runtime::Go => format!("gc pressure: heap {} MB of {} MB limit, GC CPU fraction {:.2}", (service.mem_limit_mb * 0.95) as u64, service.mem_limit_mb as u64, st.gc),
-                _ => format!("memory usage high: {:.0}% of container limit", 90.0 + st.gc * 20.0),
+                Runtime::Jvm => format!(
+                    "[gc] Pause Full (G1 Compaction Pause) {}M->{}M({}M) {:.3}ms",
+                    (service.mem_limit_mb * 0.97) as u64,
+                    (service.mem_limit_mb * 0.93) as u64,
+                    service.mem_limit_mb as u64,
+                    st.gc * 4000.0
+                ),
+                Runtime::Go => format!(
+                    "gc pressure: heap {} MB of {} MB limit, GC CPU fraction {:.2}",
+                    (service.mem_limit_mb * 0.95) as u64,
+                    service.mem_limit_mb as u64,
+                    st.gc
+                ),
+                _ => format!(
+                    "memory usage high: {:.0}% of container limit",
+                    90.0 + st.gc * 20.0
+                ),
             };
             self.push(k, s, "warn", message);
         }
@@ -365,7 +429,9 @@ impl Writer<'_> {
         if consumers.is_empty() {
             "consumers".to_owned()
         } else {
-            self.world.services[consumers[self.rng.below(consumers.len())]].name.clone()
+            self.world.services[consumers[self.rng.below(consumers.len())]]
+                .name
+                .clone()
         }
     }
 
@@ -384,12 +450,31 @@ impl Writer<'_> {
                 Runtime::Node => "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory".to_owned(),
                 _ => "Out of memory: killed process".to_owned(),
             };
-            self.lines.push(Line { ts_ms: ts - 500, service: s, pod: Some(pod.clone()), level: "error", message, attrs: Map::new() });
+            self.lines.push(Line {
+                ts_ms: ts - 500,
+                service: s,
+                pod: Some(pod.clone()),
+                level: "error",
+                message,
+                attrs: Map::new(),
+            });
         }
         let banner = match service.runtime {
-            Runtime::Jvm => format!("Started {}Application in {:.3} seconds (process running for {:.3})", class_name(&service.name), self.rng.range(8.0, 20.0), self.rng.range(9.0, 22.0)),
+            Runtime::Jvm => format!(
+                "Started {}Application in {:.3} seconds (process running for {:.3})",
+                class_name(&service.name),
+                self.rng.range(8.0, 20.0),
+                self.rng.range(9.0, 22.0)
+            ),
             _ => format!("{} starting: listening on :8080", service.name),
         };
-        self.lines.push(Line { ts_ms: ts + 20_000, service: s, pod: Some(pod), level: "info", message: banner, attrs: Map::new() });
+        self.lines.push(Line {
+            ts_ms: ts + 20_000,
+            service: s,
+            pod: Some(pod),
+            level: "info",
+            message: banner,
+            attrs: Map::new(),
+        });
     }
 }

@@ -37,7 +37,13 @@ impl<'a> Exposition<'a> {
     }
 
     /// One series: `values[k]` at step `k`, `None` where the target was not scraped.
-    fn series(&mut self, name: &str, labels: &str, decimals: usize, values: impl Iterator<Item = Option<f64>>) {
+    fn series(
+        &mut self,
+        name: &str,
+        labels: &str,
+        decimals: usize,
+        values: impl Iterator<Item = Option<f64>>,
+    ) {
         for (k, value) in values.enumerate() {
             if let Some(v) = value {
                 self.point(name, labels, decimals, v, k);
@@ -62,7 +68,10 @@ impl<'a> Exposition<'a> {
 
 /// Escapes a label value (names are plain, but a free-text value may not be).
 fn esc(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Running totals of a counter, rounded as they are written.
@@ -78,11 +87,20 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
     let steps = tl.steps;
     let dt = tl.step_s as f64;
     let http: Vec<usize> = (0..world.services.len())
-        .filter(|&s| matches!(world.services[s].kind, NodeKind::Gateway | NodeKind::Service))
+        .filter(|&s| {
+            matches!(
+                world.services[s].kind,
+                NodeKind::Gateway | NodeKind::Service
+            )
+        })
         .collect();
 
     // Application: HTTP server histogram and status counters.
-    ex.family("http_server_requests_seconds", "histogram", "Duration of HTTP server requests.");
+    ex.family(
+        "http_server_requests_seconds",
+        "histogram",
+        "Duration of HTTP server requests.",
+    );
     for &s in &http {
         let labels = format!("service=\"{}\"", esc(&world.services[s].name));
         let mut buckets = [0.0_f64; BUCKETS.len()];
@@ -97,14 +115,30 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
             sum += n * st.latency_ms / 1000.0;
             for (b, le) in BUCKETS.iter().enumerate() {
                 let bucket_labels = format!("{labels},le=\"{le}\"");
-                ex.point("http_server_requests_seconds_bucket", &bucket_labels, 0, buckets[b].min(count), k);
+                ex.point(
+                    "http_server_requests_seconds_bucket",
+                    &bucket_labels,
+                    0,
+                    buckets[b].min(count),
+                    k,
+                );
             }
-            ex.point("http_server_requests_seconds_bucket", &format!("{labels},le=\"+Inf\""), 0, count, k);
+            ex.point(
+                "http_server_requests_seconds_bucket",
+                &format!("{labels},le=\"+Inf\""),
+                0,
+                count,
+                k,
+            );
             ex.point("http_server_requests_seconds_sum", &labels, 3, sum, k);
             ex.point("http_server_requests_seconds_count", &labels, 0, count, k);
         }
     }
-    ex.family("http_requests", "counter", "HTTP requests served, by status code.");
+    ex.family(
+        "http_requests",
+        "counter",
+        "HTTP requests served, by status code.",
+    );
     for &s in &http {
         let name = esc(&world.services[s].name);
         for code in [200_u16, 500, 503, 504] {
@@ -128,7 +162,11 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
     }
 
     // Client side of each call: what the caller saw from each dependency.
-    ex.family("http_client_requests_seconds", "summary", "Outgoing HTTP calls, by peer and outcome.");
+    ex.family(
+        "http_client_requests_seconds",
+        "summary",
+        "Outgoing HTTP calls, by peer and outcome.",
+    );
     for (e, edge) in world.edges.iter().enumerate() {
         if edge.kind != EdgeKind::Call {
             continue;
@@ -142,7 +180,11 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
                 let st = tl.edge(k, e);
                 let n = rng.poisson(st.rate * dt) as f64;
                 let failed = (n * st.error).round().min(n);
-                let client = if st.cause == Some(Cause::RateLimited) { failed } else { 0.0 };
+                let client = if st.cause == Some(Cause::RateLimited) {
+                    failed
+                } else {
+                    0.0
+                };
                 (n, failed - client, client)
             })
             .collect();
@@ -170,36 +212,83 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
     }
 
     // Connection pools of database clients (HikariCP names).
-    let pools: Vec<usize> = (0..world.edges.len()).filter(|&e| world.edges[e].kind == EdgeKind::Database).collect();
+    let pools: Vec<usize> = (0..world.edges.len())
+        .filter(|&e| world.edges[e].kind == EdgeKind::Database)
+        .collect();
     let pool_labels = |e: usize| {
         let edge = &world.edges[e];
-        format!("service=\"{}\",pool=\"{}\"", esc(&world.services[edge.from].name), esc(&world.services[edge.to].name))
+        format!(
+            "service=\"{}\",pool=\"{}\"",
+            esc(&world.services[edge.from].name),
+            esc(&world.services[edge.to].name)
+        )
     };
-    ex.family("hikaricp_connections_active", "gauge", "Connections in use.");
+    ex.family(
+        "hikaricp_connections_active",
+        "gauge",
+        "Connections in use.",
+    );
     for &e in &pools {
-        ex.series("hikaricp_connections_active", &pool_labels(e), 0, (0..steps).map(|k| Some(tl.edge(k, e).pool_active.ceil())));
+        ex.series(
+            "hikaricp_connections_active",
+            &pool_labels(e),
+            0,
+            (0..steps).map(|k| Some(tl.edge(k, e).pool_active.ceil())),
+        );
     }
-    ex.family("hikaricp_connections_pending", "gauge", "Threads waiting for a connection.");
+    ex.family(
+        "hikaricp_connections_pending",
+        "gauge",
+        "Threads waiting for a connection.",
+    );
     for &e in &pools {
-        ex.series("hikaricp_connections_pending", &pool_labels(e), 0, (0..steps).map(|k| Some(tl.edge(k, e).pool_pending.round())));
+        ex.series(
+            "hikaricp_connections_pending",
+            &pool_labels(e),
+            0,
+            (0..steps).map(|k| Some(tl.edge(k, e).pool_pending.round())),
+        );
     }
     ex.family("hikaricp_connections_max", "gauge", "Maximum pool size.");
     for &e in &pools {
         let size = world.edges[e].pool_size;
-        ex.series("hikaricp_connections_max", &pool_labels(e), 0, (0..steps).map(|_| Some(size)));
+        ex.series(
+            "hikaricp_connections_max",
+            &pool_labels(e),
+            0,
+            (0..steps).map(|_| Some(size)),
+        );
     }
-    ex.family("hikaricp_connections_timeout", "counter", "Connection acquisitions that timed out.");
+    ex.family(
+        "hikaricp_connections_timeout",
+        "counter",
+        "Connection acquisitions that timed out.",
+    );
     for &e in &pools {
-        ex.series("hikaricp_connections_timeout_total", &pool_labels(e), 0, cumulative((0..steps).map(|k| tl.edge(k, e).pool_timeouts * dt)));
+        ex.series(
+            "hikaricp_connections_timeout_total",
+            &pool_labels(e),
+            0,
+            cumulative((0..steps).map(|k| tl.edge(k, e).pool_timeouts * dt)),
+        );
     }
 
     // Runtime: garbage collection.
-    for (family, runtime) in [("jvm_gc_pause_seconds", Runtime::Jvm), ("go_gc_duration_seconds", Runtime::Go)] {
-        let services: Vec<usize> = (0..world.services.len()).filter(|&s| world.services[s].runtime == runtime).collect();
+    for (family, runtime) in [
+        ("jvm_gc_pause_seconds", Runtime::Jvm),
+        ("go_gc_duration_seconds", Runtime::Go),
+    ] {
+        let services: Vec<usize> = (0..world.services.len())
+            .filter(|&s| world.services[s].runtime == runtime)
+            .collect();
         if services.is_empty() {
             continue;
         }
-        ex.family(family, "summary", "Time spent in garbage-collection pauses.");
+        ex.family(
+            family,
+            "summary",
+            "Time spent in garbage-collection pauses.",
+        );
         for s in services {
             let labels = format!("service=\"{}\"", esc(&world.services[s].name));
             let (mut count, mut sum) = (0.0, 0.0);
@@ -217,10 +306,23 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
     let pod_labels = |p: usize, k: usize| {
         let pod = tl.pod(k, p);
         let def = &world.pods[p];
-        let name = if pod.generation == 0 { def.name.clone() } else { replacement_name(&def.name, pod.generation, seed) };
-        format!("service=\"{}\",pod=\"{}\",node=\"{}\"", esc(&world.services[def.service].name), esc(&name), world.nodes[pod.node])
+        let name = if pod.generation == 0 {
+            def.name.clone()
+        } else {
+            replacement_name(&def.name, pod.generation, seed)
+        };
+        format!(
+            "service=\"{}\",pod=\"{}\",node=\"{}\"",
+            esc(&world.services[def.service].name),
+            esc(&name),
+            world.nodes[pod.node]
+        )
     };
-    let per_pod = |ex: &mut Exposition<'_>, name: &str, decimals: usize, counter: bool, value: &dyn Fn(usize, usize) -> f64| {
+    let per_pod = |ex: &mut Exposition<'_>,
+                   name: &str,
+                   decimals: usize,
+                   counter: bool,
+                   value: &dyn Fn(usize, usize) -> f64| {
         for p in 0..world.pods.len() {
             let mut current = String::new();
             let mut total = 0.0;
@@ -244,19 +346,58 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
             }
         }
     };
-    ex.family("container_cpu_usage_seconds", "counter", "Cumulative CPU time consumed.");
+    ex.family(
+        "container_cpu_usage_seconds",
+        "counter",
+        "Cumulative CPU time consumed.",
+    );
     per_pod(ex, "container_cpu_usage_seconds_total", 3, true, &|p, k| {
         tl.pod(k, p).cpu * world.services[world.pods[p].service].cpu_limit * dt
     });
-    ex.family("container_cpu_cfs_throttled_seconds", "counter", "Time the container was throttled.");
-    per_pod(ex, "container_cpu_cfs_throttled_seconds_total", 3, true, &|p, k| {
-        tl.pod(k, p).throttled * world.services[world.pods[p].service].cpu_limit * dt * 0.5
-    });
-    ex.family("container_memory_working_set_bytes", "gauge", "Current working set.");
-    per_pod(ex, "container_memory_working_set_bytes", 0, false, &|p, k| (tl.pod(k, p).mem_mb * 1_048_576.0).min(world.services[world.pods[p].service].mem_limit_mb * 1_048_576.0));
-    ex.family("container_spec_memory_limit_bytes", "gauge", "Memory limit of the container.");
-    per_pod(ex, "container_spec_memory_limit_bytes", 0, false, &|p, _| world.services[world.pods[p].service].mem_limit_mb * 1_048_576.0);
-    ex.family("kube_pod_container_status_restarts", "counter", "Container restarts.");
+    ex.family(
+        "container_cpu_cfs_throttled_seconds",
+        "counter",
+        "Time the container was throttled.",
+    );
+    per_pod(
+        ex,
+        "container_cpu_cfs_throttled_seconds_total",
+        3,
+        true,
+        &|p, k| tl.pod(k, p).throttled * world.services[world.pods[p].service].cpu_limit * dt * 0.5,
+    );
+    ex.family(
+        "container_memory_working_set_bytes",
+        "gauge",
+        "Current working set.",
+    );
+    per_pod(
+        ex,
+        "container_memory_working_set_bytes",
+        0,
+        false,
+        &|p, k| {
+            (tl.pod(k, p).mem_mb * 1_048_576.0)
+                .min(world.services[world.pods[p].service].mem_limit_mb * 1_048_576.0)
+        },
+    );
+    ex.family(
+        "container_spec_memory_limit_bytes",
+        "gauge",
+        "Memory limit of the container.",
+    );
+    per_pod(
+        ex,
+        "container_spec_memory_limit_bytes",
+        0,
+        false,
+        &|p, _| world.services[world.pods[p].service].mem_limit_mb * 1_048_576.0,
+    );
+    ex.family(
+        "kube_pod_container_status_restarts",
+        "counter",
+        "Container restarts.",
+    );
     for p in 0..world.pods.len() {
         let mut current = String::new();
         for k in 0..steps {
@@ -265,37 +406,75 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
                 current = labels;
             }
             let pod = tl.pod(k, p);
-            ex.point("kube_pod_container_status_restarts_total", &current, 0, f64::from(pod.restarts), k);
+            ex.point(
+                "kube_pod_container_status_restarts_total",
+                &current,
+                0,
+                f64::from(pod.restarts),
+                k,
+            );
         }
     }
-    ex.family("container_network_receive_packets_dropped", "counter", "Packets dropped on receive.");
-    per_pod(ex, "container_network_receive_packets_dropped_total", 0, true, &|p, k| {
-        tl.service(k, world.pods[p].service).rx_dropped * dt
-    });
+    ex.family(
+        "container_network_receive_packets_dropped",
+        "counter",
+        "Packets dropped on receive.",
+    );
+    per_pod(
+        ex,
+        "container_network_receive_packets_dropped_total",
+        0,
+        true,
+        &|p, k| tl.service(k, world.pods[p].service).rx_dropped * dt,
+    );
 
     // Volumes (kubelet).
-    let volumes: Vec<usize> = (0..world.services.len()).filter(|&s| world.in_cluster(s)).collect();
+    let volumes: Vec<usize> = (0..world.services.len())
+        .filter(|&s| world.in_cluster(s))
+        .collect();
     let volume_labels = |s: usize| {
         let name = esc(&world.services[s].name);
         format!("service=\"{name}\",persistentvolumeclaim=\"data-{name}\"")
     };
-    ex.family("kubelet_volume_stats_used_bytes", "gauge", "Bytes used on the volume.");
+    ex.family(
+        "kubelet_volume_stats_used_bytes",
+        "gauge",
+        "Bytes used on the volume.",
+    );
     for &s in &volumes {
         let capacity = world.services[s].disk_gb * 1e9;
         let mut rng = Rng::stream(seed, "disk", s as u64);
         let values: Vec<Option<f64>> = (0..steps)
             .map(|k| {
                 let fill = tl.service(k, s).disk;
-                let jitter = if fill >= 0.999 { 0.0 } else { rng.range(-0.0005, 0.0005) };
+                let jitter = if fill >= 0.999 {
+                    0.0
+                } else {
+                    rng.range(-0.0005, 0.0005)
+                };
                 Some(((fill + jitter) * capacity).min(capacity))
             })
             .collect();
-        ex.series("kubelet_volume_stats_used_bytes", &volume_labels(s), 0, values.into_iter());
+        ex.series(
+            "kubelet_volume_stats_used_bytes",
+            &volume_labels(s),
+            0,
+            values.into_iter(),
+        );
     }
-    ex.family("kubelet_volume_stats_capacity_bytes", "gauge", "Size of the volume.");
+    ex.family(
+        "kubelet_volume_stats_capacity_bytes",
+        "gauge",
+        "Size of the volume.",
+    );
     for &s in &volumes {
         let capacity = world.services[s].disk_gb * 1e9;
-        ex.series("kubelet_volume_stats_capacity_bytes", &volume_labels(s), 0, (0..steps).map(|_| Some(capacity)));
+        ex.series(
+            "kubelet_volume_stats_capacity_bytes",
+            &volume_labels(s),
+            0,
+            (0..steps).map(|_| Some(capacity)),
+        );
     }
 
     write_databases(world, tl, ex);
@@ -305,7 +484,9 @@ pub(crate) fn write(world: &World, tl: &Timeline, seed: u64, ex: &mut Exposition
 }
 
 fn of_kind(world: &World, kind: NodeKind) -> Vec<usize> {
-    (0..world.services.len()).filter(|&s| world.services[s].kind == kind).collect()
+    (0..world.services.len())
+        .filter(|&s| world.services[s].kind == kind)
+        .collect()
 }
 
 /// postgres_exporter: activity, locks, statement statistics.
@@ -317,7 +498,11 @@ fn write_databases(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
     let dt = tl.step_s as f64;
     let steps = tl.steps;
     let label = |s: usize| format!("service=\"{}\"", esc(&world.services[s].name));
-    ex.family("pg_up", "gauge", "Whether the last scrape of postgres succeeded.");
+    ex.family(
+        "pg_up",
+        "gauge",
+        "Whether the last scrape of postgres succeeded.",
+    );
     for &s in &dbs {
         ex.series("pg_up", &label(s), 0, (0..steps).map(|_| Some(1.0)));
     }
@@ -327,7 +512,12 @@ fn write_databases(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
             let st = tl.service(k, s);
             Some((st.rate * st.query_ms / 1000.0).ceil() + 1.0)
         });
-        ex.series("pg_stat_activity_count", &format!("{},state=\"active\"", label(s)), 0, values);
+        ex.series(
+            "pg_stat_activity_count",
+            &format!("{},state=\"active\"", label(s)),
+            0,
+            values,
+        );
     }
     ex.family("pg_locks_count", "gauge", "Locks held or awaited, by mode.");
     for &s in &dbs {
@@ -335,19 +525,37 @@ fn write_databases(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
             let st = tl.service(k, s);
             Some((st.rate * st.lock_ms / 1000.0).round())
         });
-        ex.series("pg_locks_count", &format!("{},mode=\"exclusivelock\"", label(s)), 0, values);
+        ex.series(
+            "pg_locks_count",
+            &format!("{},mode=\"exclusivelock\"", label(s)),
+            0,
+            values,
+        );
     }
     // Per statement template: calls and total time. The first template runs the share of
     // calls a slow query slows, so under one it takes most of the time.
     let shares = [crate::faults::HOT_QUERY_SHARE, 0.4, 0.3, 0.15];
-    ex.family("pg_stat_statements_calls", "counter", "Times each statement template ran.");
+    ex.family(
+        "pg_stat_statements_calls",
+        "counter",
+        "Times each statement template ran.",
+    );
     for &s in &dbs {
         for (q, id) in QUERY_IDS.iter().enumerate() {
             let values = (0..steps).map(|k| tl.service(k, s).rate * shares[q] * dt);
-            ex.series("pg_stat_statements_calls_total", &format!("{},queryid=\"{id}\"", label(s)), 0, cumulative(values));
+            ex.series(
+                "pg_stat_statements_calls_total",
+                &format!("{},queryid=\"{id}\"", label(s)),
+                0,
+                cumulative(values),
+            );
         }
     }
-    ex.family("pg_stat_statements_seconds", "counter", "Time spent in each statement template.");
+    ex.family(
+        "pg_stat_statements_seconds",
+        "counter",
+        "Time spent in each statement template.",
+    );
     for &s in &dbs {
         for (q, id) in QUERY_IDS.iter().enumerate() {
             let values = (0..steps).map(|k| {
@@ -357,7 +565,12 @@ fn write_databases(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
                 let added = if q == 0 { st.slow_ms } else { 0.0 };
                 calls * (ordinary + added) / 1000.0
             });
-            ex.series("pg_stat_statements_seconds_total", &format!("{},queryid=\"{id}\"", label(s)), 3, cumulative(values));
+            ex.series(
+                "pg_stat_statements_seconds_total",
+                &format!("{},queryid=\"{id}\"", label(s)),
+                3,
+                cumulative(values),
+            );
         }
     }
 }
@@ -373,28 +586,56 @@ fn write_caches(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
     let label = |s: usize| format!("service=\"{}\"", esc(&world.services[s].name));
     ex.family("redis_up", "gauge", "Whether redis answers.");
     for &s in &caches {
-        ex.series("redis_up", &label(s), 0, (0..steps).map(|k| Some(if tl.service(k, s).up { 1.0 } else { 0.0 })));
+        ex.series(
+            "redis_up",
+            &label(s),
+            0,
+            (0..steps).map(|k| Some(if tl.service(k, s).up { 1.0 } else { 0.0 })),
+        );
     }
     ex.family("redis_keyspace_hits", "counter", "Successful key lookups.");
     for &s in &caches {
         let values = (0..steps).map(|k| {
             let st = tl.service(k, s);
-            if st.up { st.rate * st.hit_ratio * dt } else { 0.0 }
+            if st.up {
+                st.rate * st.hit_ratio * dt
+            } else {
+                0.0
+            }
         });
-        ex.series("redis_keyspace_hits_total", &label(s), 0, cumulative(values));
+        ex.series(
+            "redis_keyspace_hits_total",
+            &label(s),
+            0,
+            cumulative(values),
+        );
     }
     ex.family("redis_keyspace_misses", "counter", "Failed key lookups.");
     for &s in &caches {
         let values = (0..steps).map(|k| {
             let st = tl.service(k, s);
-            if st.up { st.rate * (1.0 - st.hit_ratio) * dt } else { 0.0 }
+            if st.up {
+                st.rate * (1.0 - st.hit_ratio) * dt
+            } else {
+                0.0
+            }
         });
-        ex.series("redis_keyspace_misses_total", &label(s), 0, cumulative(values));
+        ex.series(
+            "redis_keyspace_misses_total",
+            &label(s),
+            0,
+            cumulative(values),
+        );
     }
     ex.family("redis_connected_clients", "gauge", "Client connections.");
     for &s in &caches {
         let clients = 4.0 * world.services[s].callers.len() as f64;
-        ex.series("redis_connected_clients", &label(s), 0, (0..steps).map(|k| Some(if tl.service(k, s).up { clients } else { 0.0 })));
+        ex.series(
+            "redis_connected_clients",
+            &label(s),
+            0,
+            (0..steps).map(|k| Some(if tl.service(k, s).up { clients } else { 0.0 })),
+        );
     }
 }
 
@@ -406,7 +647,11 @@ fn write_queues(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
     }
     let dt = tl.step_s as f64;
     let steps = tl.steps;
-    ex.family("kafka_consumergroup_lag", "gauge", "Messages the consumer group is behind.");
+    ex.family(
+        "kafka_consumergroup_lag",
+        "gauge",
+        "Messages the consumer group is behind.",
+    );
     for &q in &queues {
         let name = esc(&world.services[q].name);
         let groups: Vec<&str> = world.services[q]
@@ -416,11 +661,23 @@ fn write_queues(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
             .map(|&e| world.services[world.edges[e].from].name.as_str())
             .collect();
         for group in groups {
-            let labels = format!("service=\"{name}\",topic=\"{name}\",consumergroup=\"{}\"", esc(group));
-            ex.series("kafka_consumergroup_lag", &labels, 0, (0..steps).map(|k| Some(tl.service(k, q).lag)));
+            let labels = format!(
+                "service=\"{name}\",topic=\"{name}\",consumergroup=\"{}\"",
+                esc(group)
+            );
+            ex.series(
+                "kafka_consumergroup_lag",
+                &labels,
+                0,
+                (0..steps).map(|k| Some(tl.service(k, q).lag)),
+            );
         }
     }
-    ex.family("kafka_consumergroup_lag_seconds", "gauge", "Age of the oldest unconsumed message.");
+    ex.family(
+        "kafka_consumergroup_lag_seconds",
+        "gauge",
+        "Age of the oldest unconsumed message.",
+    );
     for &q in &queues {
         let name = esc(&world.services[q].name);
         let labels = format!("service=\"{name}\",topic=\"{name}\"");
@@ -430,11 +687,20 @@ fn write_queues(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
         });
         ex.series("kafka_consumergroup_lag_seconds", &labels, 1, values);
     }
-    ex.family("kafka_topic_partition_current_offset", "gauge", "Latest offset of the topic.");
+    ex.family(
+        "kafka_topic_partition_current_offset",
+        "gauge",
+        "Latest offset of the topic.",
+    );
     for &q in &queues {
         let name = esc(&world.services[q].name);
         let labels = format!("service=\"{name}\",topic=\"{name}\"");
-        ex.series("kafka_topic_partition_current_offset", &labels, 0, cumulative((0..steps).map(|k| tl.service(k, q).rate * dt)));
+        ex.series(
+            "kafka_topic_partition_current_offset",
+            &labels,
+            0,
+            cumulative((0..steps).map(|k| tl.service(k, q).rate * dt)),
+        );
     }
 }
 
@@ -446,27 +712,68 @@ fn write_probes(world: &World, tl: &Timeline, ex: &mut Exposition<'_>) {
     if !externals.is_empty() {
         ex.family("probe_success", "gauge", "Whether the probe succeeded.");
         for &s in &externals {
-            ex.series("probe_success", &label(s), 0, (0..steps).map(|k| {
-                let st = tl.service(k, s);
-                Some(if st.probe_status == 200 && !st.cert_expired { 1.0 } else { 0.0 })
-            }));
+            ex.series(
+                "probe_success",
+                &label(s),
+                0,
+                (0..steps).map(|k| {
+                    let st = tl.service(k, s);
+                    Some(if st.probe_status == 200 && !st.cert_expired {
+                        1.0
+                    } else {
+                        0.0
+                    })
+                }),
+            );
         }
-        ex.family("probe_duration_seconds", "gauge", "How long the probe took.");
+        ex.family(
+            "probe_duration_seconds",
+            "gauge",
+            "How long the probe took.",
+        );
         for &s in &externals {
-            ex.series("probe_duration_seconds", &label(s), 4, (0..steps).map(|k| Some(tl.service(k, s).p99_ms / 2.5 / 1000.0)));
+            ex.series(
+                "probe_duration_seconds",
+                &label(s),
+                4,
+                (0..steps).map(|k| Some(tl.service(k, s).p99_ms / 2.5 / 1000.0)),
+            );
         }
-        ex.family("probe_http_status_code", "gauge", "HTTP status of the probe's response.");
+        ex.family(
+            "probe_http_status_code",
+            "gauge",
+            "HTTP status of the probe's response.",
+        );
         for &s in &externals {
-            ex.series("probe_http_status_code", &label(s), 0, (0..steps).map(|k| Some(f64::from(tl.service(k, s).probe_status))));
+            ex.series(
+                "probe_http_status_code",
+                &label(s),
+                0,
+                (0..steps).map(|k| Some(f64::from(tl.service(k, s).probe_status))),
+            );
         }
     }
     let tls: Vec<usize> = (0..world.services.len())
-        .filter(|&s| matches!(world.services[s].kind, NodeKind::Gateway | NodeKind::Service | NodeKind::External))
+        .filter(|&s| {
+            matches!(
+                world.services[s].kind,
+                NodeKind::Gateway | NodeKind::Service | NodeKind::External
+            )
+        })
         .collect();
-    ex.family("probe_ssl_earliest_cert_expiry", "gauge", "Earliest expiry of the served certificate chain (Unix seconds).");
+    ex.family(
+        "probe_ssl_earliest_cert_expiry",
+        "gauge",
+        "Earliest expiry of the served certificate chain (Unix seconds).",
+    );
     for &s in &tls {
         let values: Vec<Option<f64>> = (0..steps).map(|_| Some(tl.cert_expiry[s])).collect();
-        ex.series("probe_ssl_earliest_cert_expiry", &label(s), 0, values.into_iter());
+        ex.series(
+            "probe_ssl_earliest_cert_expiry",
+            &label(s),
+            0,
+            values.into_iter(),
+        );
     }
 }
 

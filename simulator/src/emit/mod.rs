@@ -13,13 +13,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
-use cairn_connectors::{Alert, BundleFiles, Change, ChangeKind, EventType, FaultKind, InfraEvent, ServiceNode, Topology};
+use cairn_connectors::{
+    Alert, BundleFiles, Change, ChangeKind, EventType, FaultKind, InfraEvent, ServiceNode, Topology,
+};
 
 use crate::alert::Fired;
 use crate::faults::{number, text, Active, Cause};
 use crate::model::Timeline;
 use crate::rng::Rng;
-use crate::scenario::{Expect, Noise, NodeKind, Scenario, Signal};
+use crate::scenario::{Expect, NodeKind, Noise, Scenario, Signal};
 use crate::world::World;
 
 /// Milliseconds since 1970 as a UTC time.
@@ -27,7 +29,16 @@ pub(crate) fn at(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
-const AUTHORS: [&str; 8] = ["amara.osei", "li.wei", "jonas.berg", "priya.nair", "sam.carter", "elena.rossi", "diego.alvarez", "noor.haddad"];
+const AUTHORS: [&str; 8] = [
+    "amara.osei",
+    "li.wei",
+    "jonas.berg",
+    "priya.nair",
+    "sam.carter",
+    "elena.rossi",
+    "diego.alvarez",
+    "noor.haddad",
+];
 
 /// Everything the emitters need.
 pub(crate) struct Context<'a> {
@@ -61,12 +72,19 @@ pub(crate) fn bundle(cx: &Context<'_>) -> BundleFiles {
     let (name, alert) = alert(cx);
     files.insert("bundle.yaml", manifest(cx, &name));
     files.insert("topology.yaml", topology(cx));
-    files.insert("alert.json", serde_json::to_vec_pretty(&alert).unwrap_or_default());
+    files.insert(
+        "alert.json",
+        serde_json::to_vec_pretty(&alert).unwrap_or_default(),
+    );
 
     let ts: Vec<String> = (0..cx.tl.steps)
         .map(|k| {
             let ms = cx.start_ms + k as i64 * cx.step_ms();
-            if ms % 1000 == 0 { (ms / 1000).to_string() } else { format!("{:.3}", ms as f64 / 1000.0) }
+            if ms % 1000 == 0 {
+                (ms / 1000).to_string()
+            } else {
+                format!("{:.3}", ms as f64 / 1000.0)
+            }
         })
         .collect();
     let mut om = Vec::with_capacity(cx.tl.steps * cx.world.services.len() * 4000);
@@ -115,10 +133,19 @@ fn manifest(cx: &Context<'_>, name: &str) -> Vec<u8> {
         version: 1,
         name,
         source: "simulator",
-        window: Window { start: at(cx.start_ms), end: at(end) },
-        description: format!("Simulated production of {} services; page at {}", cx.world.services.len(), at(cx.start_ms + cx.fired.step as i64 * cx.step_ms()).to_rfc3339()),
+        window: Window {
+            start: at(cx.start_ms),
+            end: at(end),
+        },
+        description: format!(
+            "Simulated production of {} services; page at {}",
+            cx.world.services.len(),
+            at(cx.start_ms + cx.fired.step as i64 * cx.step_ms()).to_rfc3339()
+        ),
     };
-    serde_yaml_ng::to_string(&manifest).unwrap_or_default().into_bytes()
+    serde_yaml_ng::to_string(&manifest)
+        .unwrap_or_default()
+        .into_bytes()
 }
 
 fn topology(cx: &Context<'_>) -> Vec<u8> {
@@ -150,7 +177,9 @@ fn topology(cx: &Context<'_>) -> Vec<u8> {
         })
         .collect();
     let _ = Topology::default;
-    serde_yaml_ng::to_string(&File { services }).unwrap_or_default().into_bytes()
+    serde_yaml_ng::to_string(&File { services })
+        .unwrap_or_default()
+        .into_bytes()
 }
 
 fn alert(cx: &Context<'_>) -> (String, Alert) {
@@ -167,7 +196,11 @@ fn alert(cx: &Context<'_>) -> (String, Alert) {
         "ms" => format!("{v:.0} ms"),
         _ => format!("{v:.0} messages"),
     };
-    let direction = if rule.signal == Signal::Availability { "below" } else { "above" };
+    let direction = if rule.signal == Signal::Availability {
+        "below"
+    } else {
+        "above"
+    };
     let fired_ms = cx.start_ms + cx.fired.step as i64 * cx.step_ms();
     let starts = at(fired_ms);
     let mut labels = BTreeMap::new();
@@ -177,9 +210,22 @@ fn alert(cx: &Context<'_>) -> (String, Alert) {
     let mut annotations = BTreeMap::new();
     annotations.insert(
         "summary".to_owned(),
-        format!("{} {what} {direction} {} for {}", rule.service, show(rule.threshold), crate::scenario::format_duration(rule.for_s.max(1))),
+        format!(
+            "{} {what} {direction} {} for {}",
+            rule.service,
+            show(rule.threshold),
+            crate::scenario::format_duration(rule.for_s.max(1))
+        ),
     );
-    annotations.insert("description".to_owned(), format!("{what} of {} is {} (threshold {})", rule.service, show(cx.fired.value), show(rule.threshold)));
+    annotations.insert(
+        "description".to_owned(),
+        format!(
+            "{what} of {} is {} (threshold {})",
+            rule.service,
+            show(cx.fired.value),
+            show(rule.threshold)
+        ),
+    );
     let mut rng = Rng::stream(cx.scenario.seed, "fingerprint", 0);
     let alert = Alert {
         status: "firing".to_owned(),
@@ -194,8 +240,12 @@ fn alert(cx: &Context<'_>) -> (String, Alert) {
         .enumerate()
         .flat_map(|(i, c)| {
             let lower = c.to_ascii_lowercase();
-            let dash = i > 0 && c.is_ascii_uppercase() && !alertname.as_bytes()[i - 1].is_ascii_uppercase();
-            dash.then_some('-').into_iter().chain(std::iter::once(lower))
+            let dash = i > 0
+                && c.is_ascii_uppercase()
+                && !alertname.as_bytes()[i - 1].is_ascii_uppercase();
+            dash.then_some('-')
+                .into_iter()
+                .chain(std::iter::once(lower))
         })
         .collect();
     let name = format!("{kebab}-{}-{}", rule.service, starts.format("%Y%m%d-%H%M"));
@@ -244,18 +294,42 @@ fn changes(cx: &Context<'_>) -> Vec<Change> {
     for r in &cx.active.list {
         let ts = cx.start_ms + r.start as i64 * 1000;
         match r.fault.kind {
-            FaultKind::BadDeploy => out.push(deploy(&mut rng, r.target, ts, text(&r.fault.params, "version"))),
+            FaultKind::BadDeploy => out.push(deploy(
+                &mut rng,
+                r.target,
+                ts,
+                text(&r.fault.params, "version"),
+            )),
             FaultKind::ConfigChange => {
                 let service = &cx.world.services[r.target].name;
                 let (kind, summary, diff) = match text(&r.fault.params, "flag") {
-                    Some(flag) => (ChangeKind::Flag, format!("Enable feature flag {flag} for {service}"), format!("{flag}: false -> true")),
+                    Some(flag) => (
+                        ChangeKind::Flag,
+                        format!("Enable feature flag {flag} for {service}"),
+                        format!("{flag}: false -> true"),
+                    ),
                     None => {
-                        let key = text(&r.fault.params, "key").unwrap_or_else(|| "http.client.timeout_ms".to_owned());
-                        let value = text(&r.fault.params, "value").unwrap_or_else(|| "50".to_owned());
-                        (ChangeKind::Config, format!("Update {service} config: {key}={value}"), format!("{key}: 2000 -> {value}"))
+                        let key = text(&r.fault.params, "key")
+                            .unwrap_or_else(|| "http.client.timeout_ms".to_owned());
+                        let value =
+                            text(&r.fault.params, "value").unwrap_or_else(|| "50".to_owned());
+                        (
+                            ChangeKind::Config,
+                            format!("Update {service} config: {key}={value}"),
+                            format!("{key}: 2000 -> {value}"),
+                        )
                     }
                 };
-                out.push(Change { ts: at(ts), service: service.clone(), kind, summary, version: None, author: Some((*rng.pick(&AUTHORS)).to_owned()), diff: Some(diff), link: None });
+                out.push(Change {
+                    ts: at(ts),
+                    service: service.clone(),
+                    kind,
+                    summary,
+                    version: None,
+                    author: Some((*rng.pick(&AUTHORS)).to_owned()),
+                    diff: Some(diff),
+                    link: None,
+                });
             }
             _ => {}
         }
@@ -263,12 +337,24 @@ fn changes(cx: &Context<'_>) -> Vec<Change> {
     for noise in &cx.scenario.noise {
         if let Noise::Deploy { target, at: offset } = noise {
             let s = cx.world.service(target);
-            out.push(deploy(&mut rng, s, cx.start_ms + *offset as i64 * 1000, None));
+            out.push(deploy(
+                &mut rng,
+                s,
+                cx.start_ms + *offset as i64 * 1000,
+                None,
+            ));
         }
     }
     // Routine releases: about one per twenty services per hour, at any time.
     let hours = cx.scenario.duration as f64 / 3600.0;
-    let deployable: Vec<usize> = (0..cx.world.services.len()).filter(|&s| matches!(cx.world.services[s].kind, NodeKind::Service | NodeKind::Gateway)).collect();
+    let deployable: Vec<usize> = (0..cx.world.services.len())
+        .filter(|&s| {
+            matches!(
+                cx.world.services[s].kind,
+                NodeKind::Service | NodeKind::Gateway
+            )
+        })
+        .collect();
     let count = rng.poisson(deployable.len() as f64 * hours / 20.0);
     for _ in 0..count {
         if deployable.is_empty() {
@@ -282,14 +368,26 @@ fn changes(cx: &Context<'_>) -> Vec<Change> {
     out
 }
 
-fn event(ts: i64, object: String, kind: &str, reason: &str, message: String, warning: bool, service: &str) -> InfraEvent {
+fn event(
+    ts: i64,
+    object: String,
+    kind: &str,
+    reason: &str,
+    message: String,
+    warning: bool,
+    service: &str,
+) -> InfraEvent {
     InfraEvent {
         ts: at(ts),
         object,
         kind: Some(kind.to_owned()),
         reason: reason.to_owned(),
         message,
-        event_type: Some(if warning { EventType::Warning } else { EventType::Normal }),
+        event_type: Some(if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        }),
         service: Some(service.to_owned()),
     }
 }
@@ -304,8 +402,24 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
         let hash = rng.hex(9);
         let ts = change.ts.timestamp_millis();
         let name = &change.service;
-        out.push(event(ts + 2000, format!("deployment/{name}"), "Deployment", "ScalingReplicaSet", format!("Scaled up replica set {name}-{hash} to 1"), false, name));
-        out.push(event(ts + 35_000, format!("deployment/{name}"), "Deployment", "ScalingReplicaSet", format!("Scaled down replica set {name}-{} to 0", rng.hex(9)), false, name));
+        out.push(event(
+            ts + 2000,
+            format!("deployment/{name}"),
+            "Deployment",
+            "ScalingReplicaSet",
+            format!("Scaled up replica set {name}-{hash} to 1"),
+            false,
+            name,
+        ));
+        out.push(event(
+            ts + 35_000,
+            format!("deployment/{name}"),
+            "Deployment",
+            "ScalingReplicaSet",
+            format!("Scaled down replica set {name}-{} to 0", rng.hex(9)),
+            false,
+            name,
+        ));
     }
     for &(k, p) in &cx.tl.oom_kills {
         let s = cx.world.pods[p].service;
@@ -314,8 +428,24 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
         let ts = cx.start_ms + k as i64 * step_ms;
         let limit = cx.world.services[s].mem_limit_mb as u64;
         out.push(event(ts, format!("pod/{pod}"), "Pod", "OOMKilled", format!("Container {name} in pod {pod} exceeded its memory limit ({limit}Mi) and was killed"), true, name));
-        out.push(event(ts + 1000, format!("pod/{pod}"), "Pod", "BackOff", format!("Back-off restarting failed container {name} in pod {pod}"), true, name));
-        out.push(event(ts + 20_000, format!("pod/{pod}"), "Pod", "Started", format!("Started container {name}"), false, name));
+        out.push(event(
+            ts + 1000,
+            format!("pod/{pod}"),
+            "Pod",
+            "BackOff",
+            format!("Back-off restarting failed container {name} in pod {pod}"),
+            true,
+            name,
+        ));
+        out.push(event(
+            ts + 20_000,
+            format!("pod/{pod}"),
+            "Pod",
+            "Started",
+            format!("Started container {name}"),
+            false,
+            name,
+        ));
     }
     for &(k, node) in &cx.tl.node_down {
         let ts = cx.start_ms + k as i64 * step_ms;
@@ -334,8 +464,24 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
                 let s = cx.world.pods[p].service;
                 let name = &cx.world.services[s].name;
                 let pod = cx.pod_name(p, k);
-                out.push(event(ts + 5000, format!("pod/{pod}"), "Pod", "NodeNotReady", "Node is not ready".to_owned(), true, name));
-                out.push(event(ts + 40_000, format!("pod/{pod}"), "Pod", "TaintManagerEviction", format!("Marking for deletion Pod prod/{pod}"), false, name));
+                out.push(event(
+                    ts + 5000,
+                    format!("pod/{pod}"),
+                    "Pod",
+                    "NodeNotReady",
+                    "Node is not ready".to_owned(),
+                    true,
+                    name,
+                ));
+                out.push(event(
+                    ts + 40_000,
+                    format!("pod/{pod}"),
+                    "Pod",
+                    "TaintManagerEviction",
+                    format!("Marking for deletion Pod prod/{pod}"),
+                    false,
+                    name,
+                ));
             }
         }
     }
@@ -344,8 +490,24 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
         let name = &cx.world.services[s].name;
         let pod = cx.pod_name(p, k);
         let ts = cx.start_ms + k as i64 * step_ms;
-        out.push(event(ts, format!("pod/{pod}"), "Pod", "Scheduled", format!("Successfully assigned prod/{pod} to {}", cx.world.nodes[to]), false, name));
-        out.push(event(ts + 12_000, format!("pod/{pod}"), "Pod", "Started", format!("Started container {name}"), false, name));
+        out.push(event(
+            ts,
+            format!("pod/{pod}"),
+            "Pod",
+            "Scheduled",
+            format!("Successfully assigned prod/{pod} to {}", cx.world.nodes[to]),
+            false,
+            name,
+        ));
+        out.push(event(
+            ts + 12_000,
+            format!("pod/{pod}"),
+            "Pod",
+            "Started",
+            format!("Started container {name}"),
+            false,
+            name,
+        ));
     }
     // Readiness probes fail while a service sheds load or loses pods; HPA reacts to load.
     let mut last_probe: Vec<Option<i64>> = vec![None; cx.world.services.len()];
@@ -363,7 +525,15 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
                 last_probe[s] = Some(ts);
                 if let Some(&p) = service.pods.first() {
                     let pod = cx.pod_name(p, k);
-                    out.push(event(ts + 3000, format!("pod/{pod}"), "Pod", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503".to_owned(), true, &service.name));
+                    out.push(event(
+                        ts + 3000,
+                        format!("pod/{pod}"),
+                        "Pod",
+                        "Unhealthy",
+                        "Readiness probe failed: HTTP probe failed with statuscode: 503".to_owned(),
+                        true,
+                        &service.name,
+                    ));
                 }
             }
             if st.cpu > 0.8 && !scaled[s] {
@@ -393,7 +563,14 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
 
 fn logs(cx: &Context<'_>) -> Vec<u8> {
     let pod_names = |p: usize, k: usize| cx.pod_name(p, k);
-    let mut writer = logs::Writer { world: cx.world, tl: cx.tl, start_ms: cx.start_ms, rng: Rng::stream(cx.scenario.seed, "logs", 0), lines: Vec::new(), pod_names: &pod_names };
+    let mut writer = logs::Writer {
+        world: cx.world,
+        tl: cx.tl,
+        start_ms: cx.start_ms,
+        rng: Rng::stream(cx.scenario.seed, "logs", 0),
+        lines: Vec::new(),
+        pod_names: &pod_names,
+    };
     let mut out = Vec::new();
     let restarts: Vec<(usize, usize, bool)> = cx
         .tl
@@ -430,7 +607,13 @@ fn logs(cx: &Context<'_>) -> Vec<u8> {
 }
 
 fn traces(cx: &Context<'_>) -> Vec<u8> {
-    let mut tracer = traces::Tracer { world: cx.world, tl: cx.tl, start_ms: cx.start_ms, rng: Rng::stream(cx.scenario.seed, "traces", 0), spans: Vec::new() };
+    let mut tracer = traces::Tracer {
+        world: cx.world,
+        tl: cx.tl,
+        start_ms: cx.start_ms,
+        rng: Rng::stream(cx.scenario.seed, "traces", 0),
+        spans: Vec::new(),
+    };
     let mut out = Vec::new();
     for k in 0..cx.tl.steps {
         tracer.spans.clear();

@@ -44,7 +44,11 @@ impl Tracer<'_> {
             }
             for attempt in 0..HEAD_SAMPLES + TAIL_ATTEMPTS {
                 let start = self.start_ms as f64 + k as f64 * step_ms + self.rng.unit() * step_ms;
-                let mut trace = Trace { id: self.rng.hex(32), spans: Vec::new(), failed: false };
+                let mut trace = Trace {
+                    id: self.rng.hex(32),
+                    spans: Vec::new(),
+                    failed: false,
+                };
                 let (_, failed) = self.span(&mut trace, k, s, None, start, 0, "server");
                 trace.failed = failed;
                 // Head samples are kept; the extra attempts only when they failed.
@@ -57,7 +61,16 @@ impl Tracer<'_> {
 
     /// Records service `s` handling a request from `start_ms`; returns (duration, failed).
     #[allow(clippy::too_many_arguments)]
-    fn span(&mut self, trace: &mut Trace, k: usize, s: usize, parent: Option<String>, start_ms: f64, depth: usize, role: &str) -> (f64, bool) {
+    fn span(
+        &mut self,
+        trace: &mut Trace,
+        k: usize,
+        s: usize,
+        parent: Option<String>,
+        start_ms: f64,
+        depth: usize,
+        role: &str,
+    ) -> (f64, bool) {
         let st = self.tl.service(k, s);
         let service = &self.world.services[s];
         let span_id = self.rng.hex(16);
@@ -71,29 +84,51 @@ impl Tracer<'_> {
         let (mut cursor, mut children_end) = (0.0_f64, 0.0_f64);
         if depth < MAX_DEPTH && trace.spans.len() < MAX_SPANS && !failed {
             let deps = service.deps.clone();
-            let routed: Vec<usize> = deps.iter().copied().filter(|&e| self.world.edges[e].kind == EdgeKind::Call && self.world.edges[e].calls < 1.0 && service.kind == NodeKind::Gateway).collect();
+            let routed: Vec<usize> = deps
+                .iter()
+                .copied()
+                .filter(|&e| {
+                    self.world.edges[e].kind == EdgeKind::Call
+                        && self.world.edges[e].calls < 1.0
+                        && service.kind == NodeKind::Gateway
+                })
+                .collect();
             let chosen_route = if routed.is_empty() {
                 None
             } else {
-                let mut pick = self.rng.unit() * routed.iter().map(|&e| self.world.edges[e].calls).sum::<f64>();
-                routed.iter().copied().find(|&e| {
-                    pick -= self.world.edges[e].calls;
-                    pick <= 0.0
-                }).or(routed.last().copied())
+                let mut pick = self.rng.unit()
+                    * routed
+                        .iter()
+                        .map(|&e| self.world.edges[e].calls)
+                        .sum::<f64>();
+                routed
+                    .iter()
+                    .copied()
+                    .find(|&e| {
+                        pick -= self.world.edges[e].calls;
+                        pick <= 0.0
+                    })
+                    .or(routed.last().copied())
             };
             for e in deps {
                 let def = &self.world.edges[e];
                 if def.kind == EdgeKind::Consume {
                     continue;
                 }
-                let called = if routed.contains(&e) { Some(e) == chosen_route } else { self.rng.chance(def.calls.min(1.0)) };
+                let called = if routed.contains(&e) {
+                    Some(e) == chosen_route
+                } else {
+                    self.rng.chance(def.calls.min(1.0))
+                };
                 if !called || trace.spans.len() >= MAX_SPANS {
                     continue;
                 }
-                let (took, child_failed) = self.call(trace, k, e, &span_id, start_ms + elapsed + cursor, depth);
+                let (took, child_failed) =
+                    self.call(trace, k, e, &span_id, start_ms + elapsed + cursor, depth);
                 // Calls overlap: later ones start before earlier ones end.
                 cursor += crate::model::PARALLEL_SHARE * took;
-                children_end = children_end.max(cursor + took * (1.0 - crate::model::PARALLEL_SHARE));
+                children_end =
+                    children_end.max(cursor + took * (1.0 - crate::model::PARALLEL_SHARE));
                 if child_failed && def.kind != EdgeKind::Cache {
                     failed = true;
                     error_type = Some("upstream".to_owned());
@@ -109,7 +144,11 @@ impl Tracer<'_> {
         }
         let status = if failed { 500 } else { 200 };
         attrs.insert("http.status_code".to_owned(), Value::from(status));
-        let route = service.routes.first().cloned().unwrap_or_else(|| "/".to_owned());
+        let route = service
+            .routes
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "/".to_owned());
         trace.spans[slot] = (
             start_ms as i64,
             Span {
@@ -120,7 +159,11 @@ impl Tracer<'_> {
                 service: service.name.clone(),
                 operation: format!("GET {route}"),
                 duration_ms: round3(elapsed),
-                status: Some(if failed { SpanStatus::Error } else { SpanStatus::Ok }),
+                status: Some(if failed {
+                    SpanStatus::Error
+                } else {
+                    SpanStatus::Ok
+                }),
                 attrs,
             },
         );
@@ -128,7 +171,15 @@ impl Tracer<'_> {
     }
 
     /// The caller's client span for edge `e`, and the callee's server span when reached.
-    fn call(&mut self, trace: &mut Trace, k: usize, e: usize, parent: &str, start_ms: f64, depth: usize) -> (f64, bool) {
+    fn call(
+        &mut self,
+        trace: &mut Trace,
+        k: usize,
+        e: usize,
+        parent: &str,
+        start_ms: f64,
+        depth: usize,
+    ) -> (f64, bool) {
         let def = &self.world.edges[e];
         let to = def.to;
         let callee = &self.world.services[to];
@@ -141,7 +192,12 @@ impl Tracer<'_> {
         attrs.insert("span.kind".to_owned(), Value::from("client"));
         attrs.insert("peer.service".to_owned(), Value::from(callee.name.as_str()));
         // An edge fault strikes before the callee sees the request.
-        let edge_fault = edge.cause.filter(|c| matches!(c, Cause::Dns | Cause::Tls | Cause::Reset | Cause::RateLimited | Cause::Timeout));
+        let edge_fault = edge.cause.filter(|c| {
+            matches!(
+                c,
+                Cause::Dns | Cause::Tls | Cause::Reset | Cause::RateLimited | Cause::Timeout
+            )
+        });
         let edge_share = match edge_fault {
             Some(_) => edge.error,
             None => 0.0,
@@ -161,7 +217,15 @@ impl Tracer<'_> {
             }
             (took, true, operation_of(callee.kind, &callee.name))
         } else if matches!(callee.kind, NodeKind::Service | NodeKind::Gateway) {
-            let (took, failed) = self.span(trace, k, to, Some(client_id.clone()), start_ms + 0.3, depth + 1, "server");
+            let (took, failed) = self.span(
+                trace,
+                k,
+                to,
+                Some(client_id.clone()),
+                start_ms + 0.3,
+                depth + 1,
+                "server",
+            );
             (took + 0.6, failed, operation_of(callee.kind, &callee.name))
         } else {
             // Databases, caches, queues and externals are not traced inside: the client span
@@ -171,16 +235,24 @@ impl Tracer<'_> {
                 NodeKind::Database => st.query_ms,
                 _ => st.latency_ms,
             };
-            let took = mean * (self.rng.normal() * st.sigma.max(0.3)).exp() / (st.sigma.max(0.3).powi(2) / 2.0).exp();
+            let took = mean * (self.rng.normal() * st.sigma.max(0.3)).exp()
+                / (st.sigma.max(0.3).powi(2) / 2.0).exp();
             let failed = callee.kind != NodeKind::Cache && self.rng.chance(st.error.min(1.0));
             if failed {
                 attrs.insert("error.type".to_owned(), Value::from("dependency_error"));
             }
             if callee.kind == NodeKind::Database {
                 attrs.insert("db.system".to_owned(), Value::from("postgresql"));
-                attrs.insert("db.statement".to_owned(), Value::from("SELECT o.* FROM orders o WHERE o.customer_id = $1"));
+                attrs.insert(
+                    "db.statement".to_owned(),
+                    Value::from("SELECT o.* FROM orders o WHERE o.customer_id = $1"),
+                );
             }
-            (took.min(def.timeout_ms), failed, operation_of(callee.kind, &callee.name))
+            (
+                took.min(def.timeout_ms),
+                failed,
+                operation_of(callee.kind, &callee.name),
+            )
         };
         let _ = caller;
         trace.spans[slot] = (
@@ -193,7 +265,11 @@ impl Tracer<'_> {
                 service: self.world.services[def.from].name.clone(),
                 operation,
                 duration_ms: round3(took),
-                status: Some(if failed { SpanStatus::Error } else { SpanStatus::Ok }),
+                status: Some(if failed {
+                    SpanStatus::Error
+                } else {
+                    SpanStatus::Ok
+                }),
                 attrs,
             },
         );
@@ -220,11 +296,21 @@ trait Pipe: Sized {
 }
 impl<A, B> Pipe for (A, B) {}
 
-
 /// The share of requests failing in the service itself (not in what it calls).
 fn own_error(st: &crate::model::ServiceState) -> f64 {
-    let inherited = [Cause::Upstream, Cause::Timeout, Cause::Reset, Cause::Dns, Cause::Tls, Cause::RateLimited];
-    let own: f64 = Cause::ALL.iter().filter(|c| !inherited.contains(c)).map(|c| st.causes[*c as usize]).sum();
+    let inherited = [
+        Cause::Upstream,
+        Cause::Timeout,
+        Cause::Reset,
+        Cause::Dns,
+        Cause::Tls,
+        Cause::RateLimited,
+    ];
+    let own: f64 = Cause::ALL
+        .iter()
+        .filter(|c| !inherited.contains(c))
+        .map(|c| st.causes[*c as usize])
+        .sum();
     own.min(1.0)
 }
 

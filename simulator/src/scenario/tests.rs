@@ -43,15 +43,39 @@ fn error_after(from: &str, to: &str) -> ScenarioError {
 fn the_spec_example_parses_with_defaults() {
     let s = parse(VALID).unwrap();
     assert_eq!((s.duration, s.step, s.seed), (5400, 15, 42));
-    assert_eq!(s.node("catalog").unwrap().kind, NodeKind::Service, "kind defaults to service");
+    assert_eq!(
+        s.node("catalog").unwrap().kind,
+        NodeKind::Service,
+        "kind defaults to service"
+    );
     assert!(s.node("catalog").unwrap().depends_on.is_empty());
-    assert_eq!(s.faults[0].duration, None, "a fault lasts to the end by default");
-    assert_eq!(s.faults[0].params.get("version"), Some(&Param::Text("v2.14.0".into())));
-    assert_eq!(s.noise[0], Noise::Deploy { target: "catalog".into(), at: 3300 });
-    let Noise::Fault(blip) = &s.noise[1] else { panic!() };
+    assert_eq!(
+        s.faults[0].duration, None,
+        "a fault lasts to the end by default"
+    );
+    assert_eq!(
+        s.faults[0].params.get("version"),
+        Some(&Param::Text("v2.14.0".into()))
+    );
+    assert_eq!(
+        s.noise[0],
+        Noise::Deploy {
+            target: "catalog".into(),
+            at: 3300
+        }
+    );
+    let Noise::Fault(blip) = &s.noise[1] else {
+        panic!()
+    };
     assert_eq!((blip.severity, blip.duration), (0.3, Some(180)));
     assert_eq!(s.alert.for_s, 120);
-    assert_eq!(s.expect, Expect::RootCause { service: "checkout".into(), kind: Some(FaultKind::BadDeploy) });
+    assert_eq!(
+        s.expect,
+        Expect::RootCause {
+            service: "checkout".into(),
+            kind: Some(FaultKind::BadDeploy)
+        }
+    );
 }
 
 #[test]
@@ -64,14 +88,23 @@ fn unknown_keys_are_errors_with_their_path() {
     assert!(e.message.contains("did you mean `params`"), "{e}");
     let e = error_after("{name: catalog}", "{name: catalog, depends: [x]}");
     assert_eq!(e.path, "topology[6].depends");
-    assert_eq!(e.to_string(), format!("s.yaml: topology[6].depends: {}", e.message));
+    assert_eq!(
+        e.to_string(),
+        format!("s.yaml: topology[6].depends: {}", e.message)
+    );
 }
 
 #[test]
 fn required_keys_are_named() {
     let e = error_after("seed: 42\n", "");
-    assert_eq!((e.path.as_str(), e.message.as_str()), ("seed", "required key is missing"));
-    let e = error_after("expect: {root_cause: {service: checkout, kind: bad_deploy}}", "expect: {}");
+    assert_eq!(
+        (e.path.as_str(), e.message.as_str()),
+        ("seed", "required key is missing")
+    );
+    let e = error_after(
+        "expect: {root_cause: {service: checkout, kind: bad_deploy}}",
+        "expect: {}",
+    );
     assert_eq!(e.path, "expect");
 }
 
@@ -85,7 +118,10 @@ fn durations_are_integers_with_a_unit() {
     }
     let e = error_after("duration: 90m", "duration: 1h30m");
     assert_eq!(e.path, "duration");
-    assert!(e.message.contains("positive integer followed by s, m or h"), "{e}");
+    assert!(
+        e.message.contains("positive integer followed by s, m or h"),
+        "{e}"
+    );
     let e = error_after("step: 15s", "step: 7s");
     assert!(e.message.contains("must divide"), "{e}");
 }
@@ -102,11 +138,27 @@ fn times_lie_inside_the_window() {
 #[test]
 fn names_must_be_declared() {
     for (from, to, path) in [
-        ("depends_on: [stripe]", "depends_on: [strype]", "topology[2].depends_on[0]"),
+        (
+            "depends_on: [stripe]",
+            "depends_on: [strype]",
+            "topology[2].depends_on[0]",
+        ),
         ("target: checkout", "target: checkuot", "faults[0].target"),
-        ("{kind: deploy, target: catalog", "{kind: deploy, target: catalogue", "noise[0].target"),
-        ("alert: {service: frontend", "alert: {service: front", "alert.service"),
-        ("root_cause: {service: checkout", "root_cause: {service: chk", "expect.root_cause.service"),
+        (
+            "{kind: deploy, target: catalog",
+            "{kind: deploy, target: catalogue",
+            "noise[0].target",
+        ),
+        (
+            "alert: {service: frontend",
+            "alert: {service: front",
+            "alert.service",
+        ),
+        (
+            "root_cause: {service: checkout",
+            "root_cause: {service: chk",
+            "expect.root_cause.service",
+        ),
     ] {
         let e = error_after(from, to);
         assert_eq!(e.path, path, "{e}");
@@ -116,31 +168,65 @@ fn names_must_be_declared() {
 
 #[test]
 fn dependency_cycles_are_refused() {
-    let e = error_after("{name: stripe, kind: external}", "{name: stripe, kind: external, depends_on: [checkout]}");
+    let e = error_after(
+        "{name: stripe, kind: external}",
+        "{name: stripe, kind: external, depends_on: [checkout]}",
+    );
     assert_eq!(e.path, "topology");
-    assert!(e.message.contains("cycle") && e.message.contains("checkout → payments → stripe → checkout"), "{e}");
+    assert!(
+        e.message.contains("cycle")
+            && e.message
+                .contains("checkout → payments → stripe → checkout"),
+        "{e}"
+    );
     let e = error_after("{name: catalog}", "{name: catalog, depends_on: [catalog]}");
     assert!(e.message.contains("depends on itself"), "{e}");
 }
 
 #[test]
 fn kinds_signals_and_values_are_checked() {
-    assert!(error_after("kind: bad_deploy", "kind: bad-deploy").message.contains("unknown fault kind"));
-    assert!(error_after("signal: error_rate", "signal: errors").message.contains("unknown signal"));
-    assert!(error_after("threshold: 0.02", "threshold: 2").message.contains("ratio"));
-    assert!(error_after("severity: 0.3", "severity: 3").message.contains("from 0 to 1"));
-    assert!(error_after("diurnal: 0.3", "diurnal: 1.3").message.contains("from 0 to 1"));
-    assert!(error_after("{kind: deploy, target: catalog, at: 55m}", "{kind: deploy, target: catalog, at: 55m, severity: 0.2}").message.contains("neither"));
-    assert!(error_after("version: 1\n", "version: 2\n").message.contains("not supported"));
-    assert!(error_after("error_rate: 0.12", "error_rate: [1]").message.contains("scalars"));
-    let e = error_after("{name: cart-cache, kind: cache}", "{name: cart-cache, kind: cache, consumes: [orders-db]}");
+    assert!(error_after("kind: bad_deploy", "kind: bad-deploy")
+        .message
+        .contains("unknown fault kind"));
+    assert!(error_after("signal: error_rate", "signal: errors")
+        .message
+        .contains("unknown signal"));
+    assert!(error_after("threshold: 0.02", "threshold: 2")
+        .message
+        .contains("ratio"));
+    assert!(error_after("severity: 0.3", "severity: 3")
+        .message
+        .contains("from 0 to 1"));
+    assert!(error_after("diurnal: 0.3", "diurnal: 1.3")
+        .message
+        .contains("from 0 to 1"));
+    assert!(error_after(
+        "{kind: deploy, target: catalog, at: 55m}",
+        "{kind: deploy, target: catalog, at: 55m, severity: 0.2}"
+    )
+    .message
+    .contains("neither"));
+    assert!(error_after("version: 1\n", "version: 2\n")
+        .message
+        .contains("not supported"));
+    assert!(error_after("error_rate: 0.12", "error_rate: [1]")
+        .message
+        .contains("scalars"));
+    let e = error_after(
+        "{name: cart-cache, kind: cache}",
+        "{name: cart-cache, kind: cache, consumes: [orders-db]}",
+    );
     assert!(e.message.contains("not a queue"), "{e}");
 }
 
 #[test]
 fn no_issue_and_forced_alerts_parse() {
     let text = VALID
-        .replacen("expect: {root_cause: {service: checkout, kind: bad_deploy}}", "expect: {no_issue: true}", 1)
+        .replacen(
+            "expect: {root_cause: {service: checkout, kind: bad_deploy}}",
+            "expect: {no_issue: true}",
+            1,
+        )
         .replacen("for: 2m}", "for: 2m, at: 40m}", 1);
     let s = parse(&text).unwrap();
     assert_eq!(s.expect, Expect::NoIssue);
@@ -150,7 +236,10 @@ fn no_issue_and_forced_alerts_parse() {
 #[test]
 fn broken_yaml_names_the_line() {
     let e = parse("version: 1\nname: [\n").unwrap_err();
-    assert!(e.message.contains("line") && e.message.contains("not valid YAML"), "{e}");
+    assert!(
+        e.message.contains("line") && e.message.contains("not valid YAML"),
+        "{e}"
+    );
 }
 
 proptest! {
