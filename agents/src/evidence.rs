@@ -161,11 +161,21 @@ pub struct Ledger {
 
 impl Ledger {
     /// Adds evidence.
+    /// An item the ledger already holds (same service, domain, signal and reason, found again
+    /// in a later round) is not added twice.
     pub fn record(&self, evidence: impl IntoIterator<Item = Evidence>) {
-        self.items
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(evidence);
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        for e in evidence {
+            let known = items.iter().any(|k| {
+                k.service == e.service
+                    && k.domain == e.domain
+                    && k.signal == e.signal
+                    && k.reason == e.reason
+            });
+            if !known {
+                items.push(e);
+            }
+        }
     }
 
     /// Everything recorded so far.
