@@ -27,6 +27,8 @@ pub enum Command {
     /// Run a simulated incident end to end: the page, the live investigation and the thread
     /// as Slack would show it. Offline: no accounts, no network, no model.
     Demo(DemoArgs),
+    /// Run the bot: HTTP endpoints for Slack and pages, workers, the Slack outbox.
+    Serve,
     /// Apply database migrations to CAIRN_DATABASE_URL.
     Migrate,
     /// Investigate every telemetry bundle (or simulated scenario) under a directory and
@@ -129,6 +131,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
+        Command::Serve => crate::serve::run(&config).await,
         Command::Migrate => migrate(&config).await,
         Command::Eval(args) => eval::run(&config, &args).await,
         Command::Simulate(args) => crate::simulate::run(&args),

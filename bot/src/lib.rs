@@ -9,5 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod eval;
 pub mod render;
+pub mod serve;
 pub mod simulate;
+pub mod slack;
 pub mod sources;

@@ -9,20 +9,37 @@ use crate::config::{Config, SourceConfig, SourceKind};
 
 /// Opens every configured source; a kind this build cannot read yet is an error naming it.
 pub async fn build(config: &Config) -> Result<Vec<Arc<dyn DataSource>>, CliError> {
-    let mut built: Vec<Arc<dyn DataSource>> = Vec::new();
-    for source in &config.sources {
-        built.push(build_one(source).await?);
-    }
-    Ok(built)
+    Ok(build_with_page(config).await?.0)
 }
 
-async fn build_one(source: &SourceConfig) -> Result<Arc<dyn DataSource>, CliError> {
+/// The page a replayed bundle carries, with the bundle's window.
+pub type ReplayPage = (cairn_connectors::Alert, cairn_connectors::TimeWindow);
+
+/// Opens every configured source, and returns the page of the last bundle that has one
+/// (a bundle replayed by `serve` answers for its own time).
+pub async fn build_with_page(
+    config: &Config,
+) -> Result<(Vec<Arc<dyn DataSource>>, Option<ReplayPage>), CliError> {
+    let mut built: Vec<Arc<dyn DataSource>> = Vec::new();
+    let mut page = None;
+    for source in &config.sources {
+        let (source, replay) = build_one(source).await?;
+        built.push(source);
+        page = replay.or(page);
+    }
+    Ok((built, page))
+}
+
+async fn build_one(
+    source: &SourceConfig,
+) -> Result<(Arc<dyn DataSource>, Option<ReplayPage>), CliError> {
     match source.kind {
         SourceKind::Bundle => {
             let path = source.path.clone().unwrap_or_default();
             let name = source.name.clone();
             let bundle = open_bundle(path).await?;
-            Ok(Arc::new(bundle.with_name(name)))
+            let page = bundle.alert().map(|a| (a.clone(), bundle.meta().window));
+            Ok((Arc::new(bundle.with_name(name)), page))
         }
         kind => Err(CliError::Usage(format!(
             "source `{}` has kind `{}`, which this version of Cairn cannot read yet; remove it or use a bundle.",

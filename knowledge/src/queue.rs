@@ -223,6 +223,36 @@ impl Store {
         Ok(r == 1)
     }
 
+    /// Accepts an inbound event exactly once: records `event_key` as processed and enqueues
+    /// a `job_kind` job with `payload`, in one transaction. Returns `false` (and changes
+    /// nothing) when the key was seen before — a retry or a replay.
+    pub async fn accept_inbound(
+        &self,
+        event_key: &str,
+        job_kind: &str,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let txn = self.db().begin().await?;
+        let inserted = txn
+            .execute(self.stmt(
+                "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                vec![event_key.into(), now.into()],
+            ))
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            txn.execute(self.stmt(
+                "INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, created_at) VALUES (?, ?, 'queued', ?, 0, 5, ?)",
+                vec![job_kind.into(), payload.into(), now.into(), now.into()],
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(inserted == 1)
+    }
+
     /// Pending messages due at `now`, oldest first.
     pub async fn due_outbox(
         &self,

@@ -88,7 +88,35 @@ conformance!(
     knowledge_edits_add_versions_and_retraction_keeps_rows,
     runbook_reimport_updates_without_duplicates,
     investigation_round_trip_latest_wins,
+    inbound_event_accepted_once_with_its_job,
 );
+
+async fn inbound_event_accepted_once_with_its_job(store: Store) {
+    store.migrate().await.unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let payload = serde_json::json!({"channel": "C1", "text": "why is checkout slow?"});
+    assert!(store
+        .accept_inbound("slack:Ev1", "investigate", payload.clone(), now)
+        .await
+        .unwrap());
+    for _ in 0..3 {
+        assert!(!store
+            .accept_inbound("slack:Ev1", "investigate", payload.clone(), now)
+            .await
+            .unwrap());
+    }
+    assert_eq!(
+        store.count_jobs(JobState::Queued).await.unwrap(),
+        1,
+        "one job for one event"
+    );
+    let job = store
+        .lease_job("w", now, chrono::Duration::minutes(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.kind.as_str(), &job.payload), ("investigate", &payload));
+}
 
 async fn migrate_fresh_then_idempotent(store: Store) {
     let first = store.migrate().await.unwrap();

@@ -4,6 +4,7 @@ mod cli;
 mod engine;
 mod eval;
 mod migrate;
+mod serve;
 mod simulate;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,553 @@
+//! `cairn serve`: the HTTP front door, the investigation workers and the Slack outbox.
+//!
+//! A request from Slack is verified on its raw bytes, stored with its job in one
+//! transaction, and acknowledged — nothing else happens in the handler. Workers lease jobs
+//! from the durable queue in the database and investigate; what they post goes to the
+//! outbox, which a sender drains to the Slack Web API once per message, honouring
+//! `Retry-After`. A crash at any point leaves the work in the database to resume.
+
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+
+use cairn_agents::{investigate, Incident};
+use cairn_connectors::{DataSource, SourceSet, TimeWindow};
+use cairn_knowledge::{NewIncident, Store, StoredEvidence, StoredHypothesis};
+
+use crate::cli::CliError;
+use crate::config::{Config, SlackConfig};
+use crate::slack;
+use metrics::Metrics;
+
+/// Largest body accepted on `/slack/*`.
+const SLACK_BODY_LIMIT: usize = 1024 * 1024;
+/// How long a worker holds a job before another may take it over.
+const LEASE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// What the handlers and workers share.
+pub struct AppState {
+    store: Store,
+    slack: Option<SlackConfig>,
+    http: reqwest::Client,
+    sources: Vec<Arc<dyn DataSource>>,
+    /// A replayed bundle's page: mentions are investigated at its time.
+    replay: Option<crate::sources::ReplayPage>,
+    metrics: Metrics,
+    /// Slack's `auth.test` passed (or Slack is off).
+    slack_ready: AtomicBool,
+    /// Wakes the workers when a job arrives, the sender when a message is queued.
+    jobs: Notify,
+    outbox: Notify,
+}
+
+/// Runs `cairn serve` until SIGTERM or Ctrl-C.
+pub async fn run(config: &Config) -> Result<(), CliError> {
+    let store = Store::connect(config.database_url.as_str())
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot open the database: {e}")))?;
+    let report = store
+        .migrate()
+        .await
+        .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
+    tracing::info!(%report, "database ready");
+    let (sources, replay) = crate::sources::build_with_page(config).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot build the HTTP client: {e}")))?;
+    let state = Arc::new(AppState {
+        store,
+        slack: config.slack.clone(),
+        http,
+        sources,
+        replay,
+        metrics: Metrics::default(),
+        slack_ready: AtomicBool::new(config.slack.is_none()),
+        jobs: Notify::new(),
+        outbox: Notify::new(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "cannot listen on {} (CAIRN_LISTEN): {e}",
+                config.listen
+            ))
+        })?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    tracing::info!(%addr, "listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(worker(state.clone(), stop_rx.clone()));
+    tasks.spawn(sender(state.clone(), stop_rx.clone()));
+    tasks.spawn(check_slack(state.clone(), stop_rx.clone()));
+
+    let app = router(state.clone());
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| CliError::Failed(format!("the server stopped: {e}")))?;
+    // In-flight work finishes or stays leased in the database for the next start.
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(Duration::from_secs(8), drain).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}
+
+/// The HTTP routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route(
+            "/slack/events",
+            post(slack_events).layer(DefaultBodyLimit::max(SLACK_BODY_LIMIT)),
+        )
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let db = st.store.ping().await.is_ok();
+    let migrated = st
+        .store
+        .pending_migrations()
+        .await
+        .is_ok_and(|p| p.is_empty());
+    let slack = st.slack_ready.load(Ordering::Relaxed);
+    let body = json!({"database": db, "migrations": migrated, "slack": slack});
+    let code = if db && migrated && slack {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
+    let queued = st
+        .store
+        .count_jobs(cairn_knowledge::JobState::Queued)
+        .await
+        .unwrap_or(0);
+    let mut text = st.metrics.render();
+    text.push_str(&format!(
+        "# TYPE cairn_queue_depth gauge\ncairn_queue_depth {queued}\n"
+    ));
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /slack/events`: verify, store with its job, acknowledge.
+async fn slack_events(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let response = handle_slack_event(&st, &headers, &body).await;
+    st.metrics.observe(
+        "slack_events",
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
+    let Some(slack) = &st.slack else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(secret) = &slack.signing_secret else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let verdict = slack::signature::verify(
+        secret.expose_secret().as_bytes(),
+        header(headers, "x-slack-request-timestamp"),
+        header(headers, "x-slack-signature"),
+        body,
+        Utc::now().timestamp(),
+    );
+    if let Err(refusal) = verdict {
+        tracing::warn!(%refusal, "refused a Slack request");
+        return (StatusCode::UNAUTHORIZED, refusal.to_string()).into_response();
+    }
+    let Ok(event) = serde_json::from_slice::<Value>(body) else {
+        return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
+    };
+    match event["type"].as_str() {
+        Some("url_verification") => match event["challenge"].as_str() {
+            Some(challenge) => Json(json!({"challenge": challenge})).into_response(),
+            None => (
+                StatusCode::BAD_REQUEST,
+                "url_verification without a challenge",
+            )
+                .into_response(),
+        },
+        Some("event_callback") => {
+            let inner = &event["event"];
+            let (Some(event_id), Some(kind)) = (event["event_id"].as_str(), inner["type"].as_str())
+            else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "event_callback without event_id or event.type",
+                )
+                    .into_response();
+            };
+            // Bots (Cairn included) and edited/joined/… messages start nothing.
+            if kind != "app_mention"
+                || inner.get("bot_id").is_some_and(|b| !b.is_null())
+                || inner.get("subtype").is_some_and(|s| !s.is_null())
+            {
+                return StatusCode::OK.into_response();
+            }
+            let (Some(channel), Some(ts)) = (inner["channel"].as_str(), inner["ts"].as_str())
+            else {
+                return (StatusCode::BAD_REQUEST, "app_mention without channel or ts")
+                    .into_response();
+            };
+            let payload = json!({
+                "event_id": event_id,
+                "channel": channel,
+                "thread_ts": inner["thread_ts"].as_str().unwrap_or(ts),
+                "text": inner["text"].as_str().unwrap_or(""),
+                "user": inner["user"].as_str().unwrap_or(""),
+            });
+            match st
+                .store
+                .accept_inbound(
+                    &format!("slack:{event_id}"),
+                    "investigate",
+                    payload,
+                    Utc::now(),
+                )
+                .await
+            {
+                Ok(true) => {
+                    st.jobs.notify_one();
+                    StatusCode::OK.into_response()
+                }
+                Ok(false) => StatusCode::OK.into_response(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store a Slack event");
+                    // Not acknowledged: Slack retries, nothing is lost.
+                    StatusCode::SERVICE_UNAVAILABLE.into_response()
+                }
+            }
+        }
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+/// Takes jobs from the durable queue until told to stop.
+async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let owner = format!("worker-{}", std::process::id());
+    loop {
+        while !*stop.borrow() {
+            let job = match st.store.lease_job(&owner, Utc::now(), LEASE).await {
+                Ok(Some(job)) => job,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot lease a job");
+                    break;
+                }
+            };
+            let result = match job.kind.as_str() {
+                "investigate" => investigate_mention(&st, &job.payload).await,
+                other => Err(format!("unknown job kind `{other}`")),
+            };
+            match result {
+                Ok(()) => {
+                    let _ = st.store.complete_job(job.id, &owner).await;
+                }
+                Err(e) => {
+                    tracing::error!(job = job.id, error = %e, "job failed");
+                    let _ = st.store.fail_job(job.id, &owner, &e, Utc::now()).await;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = st.jobs.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Investigates a mention and queues the thread's messages.
+async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), String> {
+    let text = payload["text"].as_str().unwrap_or("");
+    let channel = payload["channel"].as_str().ok_or("job without channel")?;
+    let thread_ts = payload["thread_ts"]
+        .as_str()
+        .ok_or("job without thread_ts")?;
+    let event_id = payload["event_id"].as_str().unwrap_or(thread_ts);
+    // A question reads as its words without the mention.
+    let question: String = text
+        .split_whitespace()
+        .filter(|w| !w.starts_with("<@"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let title = if question.is_empty() {
+        "Investigation".to_owned()
+    } else {
+        question.clone()
+    };
+    let now = Utc::now();
+    let incident = match st
+        .store
+        .open_incident_by_ref("slack", event_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(existing) => existing,
+        None => st
+            .store
+            .create_incident(
+                &NewIncident {
+                    title: title.clone(),
+                    source: "slack".into(),
+                    source_ref: event_id.into(),
+                    channel: Some(channel.into()),
+                },
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    st.store
+        .set_incident_thread(incident.id, channel, thread_ts)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let set = SourceSet::new(st.sources.clone());
+    let topology = set.topology().await.ok().flatten().unwrap_or_default();
+    let entry = topology
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| question.contains(n))
+        .max_by_key(|n| n.len())
+        .map(str::to_owned);
+    let window = TimeWindow {
+        start: now - chrono::Duration::hours(1),
+        end: now,
+    };
+    // A replayed bundle answers for its own time: investigate its page.
+    let mut case = Incident {
+        title: title.clone(),
+        onset: now - chrono::Duration::minutes(5),
+        window,
+        entry_service: entry.clone(),
+    };
+    if let Some((alert, window)) = &st.replay {
+        case = Incident::from_alert(alert, *window);
+        case.title = title.clone();
+        if entry.is_some() {
+            case.entry_service = entry.clone();
+        }
+    }
+    let started = Utc::now();
+    let finding = investigate(&case, &set).await.map_err(|e| e.to_string())?;
+    st.metrics.investigation(finding.verdict);
+    let hypotheses: Vec<StoredHypothesis> = finding
+        .ranking
+        .iter()
+        .take(slack::blocks::HYPOTHESES)
+        .enumerate()
+        .map(|(i, h)| StoredHypothesis {
+            rank: i as i32 + 1,
+            service: h.service.clone(),
+            kind: h.kind.map(|k| k.to_string()),
+            confidence: h.confidence.get(),
+            status: "open".into(),
+            evidence: h
+                .supporting
+                .iter()
+                .map(|e| StoredEvidence {
+                    kind: e.domain.as_str().into(),
+                    text: e.reason.clone(),
+                    source: Some(e.source.clone()),
+                    link: e.link.clone(),
+                    incident_ref: None,
+                    record_ref: None,
+                })
+                .collect(),
+        })
+        .collect();
+    let verdict = match finding.verdict {
+        cairn_agents::Verdict::RootCauseFound => "root_cause_found",
+        cairn_agents::Verdict::NoRootCauseFound => "no_root_cause_found",
+    };
+    st.store
+        .save_investigation(incident.id, verdict, &hypotheses, started, Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    for (suffix, mut message) in slack::blocks::thread(incident.id, &title, &finding) {
+        message["channel"] = json!(channel);
+        message["thread_ts"] = json!(thread_ts);
+        st.store
+            .enqueue_outbox(
+                &format!("incident:{}:{suffix}", incident.id),
+                channel,
+                message,
+                Utc::now(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    st.outbox.notify_one();
+    Ok(())
+}
+
+/// Drains the outbox to Slack, once per message, honouring rate limits.
+async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Some(slack) = &st.slack {
+            if let Ok(due) = st.store.due_outbox(Utc::now(), 20).await {
+                for message in due {
+                    match call(&st, slack, "chat.postMessage", &message.payload).await {
+                        Ok(ts) => {
+                            let _ = st.store.mark_outbox_sent(message.id, &ts).await;
+                        }
+                        Err(Retry::After(wait, why)) => {
+                            let _ = st
+                                .store
+                                .mark_outbox_failed(message.id, &why, Utc::now() + wait)
+                                .await;
+                            // The method is rate limited: nothing more this round.
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = st.outbox.notified() => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Why a call should be tried again, and when.
+enum Retry {
+    After(chrono::Duration, String),
+}
+
+/// Calls a Slack Web API method; the message `ts` on success.
+async fn call(
+    st: &AppState,
+    slack: &SlackConfig,
+    method: &str,
+    payload: &Value,
+) -> Result<String, Retry> {
+    let url = format!("{}{method}", slack.api_url);
+    let response = st
+        .http
+        .post(&url)
+        .bearer_auth(slack.bot_token.expose_secret())
+        .json(payload)
+        .send()
+        .await
+        .map_err(|e| Retry::After(chrono::Duration::seconds(2), format!("{method}: {e}")))?;
+    let status = response.status();
+    if status.as_u16() == 429 {
+        let wait = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(1);
+        return Err(Retry::After(
+            chrono::Duration::seconds(wait.max(1)),
+            format!("{method}: 429, retry after {wait} s"),
+        ));
+    }
+    if !status.is_success() {
+        return Err(Retry::After(
+            chrono::Duration::seconds(2),
+            format!("{method}: HTTP {status}"),
+        ));
+    }
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| Retry::After(chrono::Duration::seconds(2), format!("{method}: {e}")))?;
+    if body["ok"] == json!(true) {
+        Ok(body["ts"].as_str().unwrap_or_default().to_owned())
+    } else {
+        Err(Retry::After(
+            chrono::Duration::seconds(30),
+            format!("{method}: {}", body["error"].as_str().unwrap_or("not ok")),
+        ))
+    }
+}
+
+/// Calls `auth.test` until it passes; `readyz` stays 503 until then.
+async fn check_slack(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let Some(slack) = st.slack.clone() else {
+        return;
+    };
+    loop {
+        match call(&st, &slack, "auth.test", &json!({})).await {
+            Ok(_) => {
+                st.slack_ready.store(true, Ordering::Relaxed);
+                tracing::info!("Slack auth.test passed");
+                return;
+            }
+            Err(Retry::After(_, why)) => tracing::warn!(%why, "Slack auth.test failed; retrying"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}

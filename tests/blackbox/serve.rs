@@ -1,0 +1,313 @@
+//! `cairn serve` as Slack sees it: the real binary, a fake Slack Web API in-process, signed
+//! requests over HTTP, and assertions on what the fake received.
+
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use cairn_bot::slack::signature::sign;
+
+use crate::{cairn, run, stderr, workspace};
+
+const SECRET: &str = "test-signing-secret";
+const TOKEN: &str = "xoxb-test-token";
+
+/// What the fake Slack received: (method, authorization header, body).
+type Received = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+async fn fake_slack() -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    async fn method(
+        State(received): State<Received>,
+        Path(name): Path<String>,
+        headers: HeaderMap,
+        body: axum::body::Bytes,
+    ) -> Json<Value> {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let mut all = received.lock().unwrap();
+        all.push((name.clone(), auth, value));
+        let ts = format!("1700000100.{:06}", all.len());
+        Json(match name.as_str() {
+            "auth.test" => json!({"ok": true, "user_id": "UCAIRN", "team": "test"}),
+            _ => json!({"ok": true, "ts": ts, "channel": "C1"}),
+        })
+    }
+    let app = Router::new()
+        .route("/api/{name}", post(method))
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, received)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signed(client: &reqwest::Client, url: &str, body: &str, ts: i64) -> reqwest::RequestBuilder {
+    let sig = format!(
+        "v0={}",
+        sign(SECRET.as_bytes(), &ts.to_string(), body.as_bytes())
+    );
+    client
+        .post(url)
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sig)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+}
+
+fn mention(event_id: &str, ts: &str, text: &str, extra: Value) -> String {
+    let mut event =
+        json!({"type": "app_mention", "user": "U1", "text": text, "ts": ts, "channel": "C1"});
+    if let (Some(e), Some(x)) = (event.as_object_mut(), extra.as_object()) {
+        e.extend(x.clone());
+    }
+    json!({"type": "event_callback", "event_id": event_id, "event": event}).to_string()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_become_threads_and_bad_requests_change_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let out = run(cairn(dir.path())
+        .args(["simulate", "--scenario"])
+        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
+        .arg("--out")
+        .arg(&bundle));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (slack, received) = fake_slack().await;
+    let port = free_port();
+    let child = cairn(dir.path())
+        .arg("serve")
+        .env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "CAIRN_DATABASE_URL",
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("cairn.db").display()
+            ),
+        )
+        .env("CAIRN_SLACK_BOT_TOKEN", TOKEN)
+        .env("CAIRN_SLACK_SIGNING_SECRET", SECRET)
+        .env("CAIRN_SLACK_API_URL", format!("http://{slack}/api/"))
+        .env("CAIRN_BUNDLE", &bundle)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{}{path}", server.base)).send();
+    for _ in 0..100 {
+        if get("/healthz").await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let events = format!("{}/slack/events", server.base);
+    let now = chrono::Utc::now().timestamp();
+
+    // url_verification.
+    let body = json!({"type": "url_verification", "challenge": "abc123"}).to_string();
+    let r = signed(&client, &events, &body, now).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["challenge"], "abc123");
+
+    // Bad, missing and stale signatures; a body changed after signing.
+    let body = mention("EvBad", "1700000000.000200", "<@UCAIRN> hi", json!({}));
+    let r = client
+        .post(&events)
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", "v0=00")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        client
+            .post(&events)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        signed(&client, &events, &body, now - 400)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let sig = format!(
+        "v0={}",
+        sign(SECRET.as_bytes(), &now.to_string(), body.as_bytes())
+    );
+    let reserialised =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&body).unwrap()).unwrap();
+    let r = client
+        .post(&events)
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", sig)
+        .body(reserialised)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Oversized and malformed bodies; the server stays healthy.
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let r = signed(&client, &events, &huge, now).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        signed(&client, &events, "{not json", now)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+
+    // A bot's message and an unknown event type start nothing.
+    let bot = mention(
+        "EvBot",
+        "1700000000.000300",
+        "<@UCAIRN> hi",
+        json!({"bot_id": "B1"}),
+    );
+    assert_eq!(
+        signed(&client, &events, &bot, now)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let other = json!({"type": "event_callback", "event_id": "EvOther", "event": {"type": "reaction_added"}}).to_string();
+    assert_eq!(
+        signed(&client, &events, &other, now)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A mention, delivered three times (Slack retries): one thread.
+    let body = mention(
+        "Ev1",
+        "1700000000.000100",
+        "<@UCAIRN> why is checkout failing?",
+        json!({}),
+    );
+    for _ in 0..3 {
+        let r = signed(&client, &events, &body, now).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let posted = |kind: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, b)| m == "chat.postMessage" && b["metadata"]["event_type"] == kind)
+            .count()
+    };
+    wait_for("the thread's summary", || posted("cairn_summary") >= 1).await;
+    // Give a duplicate the chance to show up, then count.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        posted("cairn_status"),
+        1,
+        "one status message for one event"
+    );
+    assert_eq!(posted("cairn_summary"), 1);
+    assert!(posted("cairn_hypothesis") >= 1);
+    let all = received.lock().unwrap().clone();
+    for (method, auth, body) in &all {
+        assert_eq!(auth, &format!("Bearer {TOKEN}"), "{method}");
+        if method == "chat.postMessage" {
+            assert_eq!(
+                body["thread_ts"], "1700000000.000100",
+                "replies go into the mention's thread"
+            );
+            assert_eq!(body["channel"], "C1");
+            let blocks = body["blocks"].as_array().unwrap();
+            assert!(blocks.len() <= 50);
+        }
+    }
+    let top = all
+        .iter()
+        .find(|(_, _, b)| {
+            b["metadata"]["event_type"] == "cairn_hypothesis"
+                && b["metadata"]["event_payload"]["rank"] == 1
+        })
+        .unwrap();
+    assert_eq!(top.2["metadata"]["event_payload"]["service"], "checkout");
+    let buttons = &top.2["blocks"].as_array().unwrap().last().unwrap()["elements"];
+    assert_eq!(buttons[0]["action_id"], "hypothesis_confirm");
+    assert!(buttons[0]["value"].as_str().unwrap().ends_with(":1"));
+    assert!(all.iter().any(|(m, _, _)| m == "auth.test"));
+
+    // Ready once Slack's auth.test passed; metrics count what happened.
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("cairn_http_requests_total{route=\"slack_events\",status=\"401\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cairn_investigations_total{outcome=\"root_cause_found\"} 1"),
+        "{metrics}"
+    );
+    drop(server);
+}
