@@ -65,6 +65,49 @@ impl Drop for Server {
     }
 }
 
+/// Starts `cairn serve` against the fake Slack, serving `bundle`, and waits until it answers.
+async fn start(
+    dir: &std::path::Path,
+    slack: SocketAddr,
+    bundle: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Server {
+    let port = free_port();
+    let mut cmd = cairn(dir);
+    cmd.arg("serve")
+        .env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "CAIRN_DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.join("cairn.db").display()),
+        )
+        .env("CAIRN_SLACK_BOT_TOKEN", TOKEN)
+        .env("CAIRN_SLACK_SIGNING_SECRET", SECRET)
+        .env("CAIRN_SLACK_API_URL", format!("http://{slack}/api/"))
+        .env("CAIRN_BUNDLE", bundle)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let server = Server {
+        child: cmd.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cairn serve did not start");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -308,6 +351,163 @@ async fn mentions_become_threads_and_bad_requests_change_nothing() {
     assert!(
         metrics.contains("cairn_investigations_total{outcome=\"root_cause_found\"} 1"),
         "{metrics}"
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_open_one_thread_each_and_updates_stay_in_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let out = run(cairn(dir.path())
+        .args(["simulate", "--scenario"])
+        .arg(workspace().join("scenarios/shop-orders-db-slow-query.yaml"))
+        .arg("--out")
+        .arg(&bundle));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (slack, received) = fake_slack().await;
+    let env = [
+        ("CAIRN_INCIDENT_CHANNEL", "CINC"),
+        ("CAIRN_PAGERDUTY_WEBHOOK_SECRETS", "old-secret,new-secret"),
+        ("CAIRN_ALERTMANAGER_TOKEN", "am-token"),
+    ];
+    let server = start(dir.path(), slack, &bundle, &env).await;
+    let client = reqwest::Client::new();
+    let pd = format!("{}/webhooks/pagerduty", server.base);
+    let page = |id: &str, kind: &str| {
+        json!({"event": {"id": id, "event_type": kind, "resource_type": "incident", "occurred_at": "2026-05-24T16:48:00Z", "data": {"id": "PABC123", "type": "incident", "title": "Storefront latency <!channel>", "service": {"summary": "storefront"}}}}).to_string()
+    };
+    let send_pd = |body: String, secret: &str| {
+        let sig = format!(
+            "v1={}",
+            cairn_bot::serve::pages::pagerduty_sign(secret.as_bytes(), body.as_bytes())
+        );
+        client
+            .post(&pd)
+            .header("x-pagerduty-signature", sig)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        send_pd(page("E1", "incident.triggered"), "wrong")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    for _ in 0..3 {
+        // Signed with the rotated-in secret; delivered three times.
+        assert_eq!(
+            send_pd(page("E1", "incident.triggered"), "new-secret")
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+    }
+    assert_eq!(
+        send_pd(page("E2", "incident.priority_updated"), "old-secret")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let posted = |kind: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, b)| m == "chat.postMessage" && b["metadata"]["event_type"] == kind)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    wait_for("the page's summary", || !posted("cairn_summary").is_empty()).await;
+    let roots = posted("cairn_incident");
+    assert_eq!(roots.len(), 1, "one thread for one page");
+    assert_eq!(roots[0].2["channel"], "CINC");
+    let root_text = roots[0].2.to_string();
+    assert!(
+        !root_text.contains("<!channel>") && root_text.contains("&lt;!channel&gt;"),
+        "{root_text}"
+    );
+    let root_ts = "1700000100.000002"; // auth.test was the first call
+    for (_, _, b) in posted("cairn_hypothesis")
+        .iter()
+        .chain(posted("cairn_status").iter())
+    {
+        assert_eq!(b["thread_ts"], root_ts, "replies go under the root");
+    }
+    assert_eq!(
+        posted("cairn_hypothesis")[0].2["metadata"]["event_payload"]["service"],
+        "orders-db"
+    );
+    assert_eq!(
+        send_pd(page("E3", "incident.resolved"), "old-secret")
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    wait_for("the resolution in the thread", || {
+        posted("cairn_status")
+            .iter()
+            .any(|(_, _, b)| b["text"] == "The page is resolved.")
+    })
+    .await;
+    assert_eq!(posted("cairn_incident").len(), 1);
+
+    // Alertmanager: a group of 1000 alerts is one incident; repeats update it.
+    let am = format!("{}/webhooks/alertmanager", server.base);
+    let group = |status: &str, n: usize| {
+        let alerts: Vec<Value> = (0..n).map(|i| json!({"status": status, "labels": {"alertname": "HighLatency", "service": "storefront", "instance": format!("i{i}")}, "annotations": {"summary": "storefront slow"}, "startsAt": "2026-05-24T16:48:00Z", "fingerprint": format!("{i:016x}")})).collect();
+        json!({"version": "4", "groupKey": "{}:{alertname=\"HighLatency\"}", "status": status, "receiver": "cairn", "groupLabels": {"alertname": "HighLatency"}, "commonLabels": {"alertname": "HighLatency"}, "commonAnnotations": {}, "alerts": alerts}).to_string()
+    };
+    let r = client
+        .post(&am)
+        .bearer_auth("nope")
+        .body(group("firing", 3))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(&am)
+        .bearer_auth("am-token")
+        .body(group("firing", 1000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("the group's root", || posted("cairn_incident").len() == 2).await;
+    let r = client
+        .post(&am)
+        .bearer_auth("am-token")
+        .body(group("firing", 1001))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = client
+        .post(&am)
+        .bearer_auth("am-token")
+        .body(group("resolved", 1001))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("the group's resolution", || {
+        posted("cairn_status")
+            .iter()
+            .filter(|(_, _, b)| b["text"] == "The page is resolved.")
+            .count()
+            == 2
+    })
+    .await;
+    assert_eq!(
+        posted("cairn_incident").len(),
+        2,
+        "repeats and resolutions open no new thread"
     );
     drop(server);
 }

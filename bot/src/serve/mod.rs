@@ -7,6 +7,7 @@
 //! `Retry-After`. A crash at any point leaves the work in the database to resume.
 
 mod metrics;
+pub mod pages;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +34,9 @@ use crate::config::{Config, SlackConfig};
 use crate::slack;
 use metrics::Metrics;
 
-/// Largest body accepted on `/slack/*`.
+/// Largest body accepted on `/slack/*`, and on `/webhooks/*`.
 const SLACK_BODY_LIMIT: usize = 1024 * 1024;
+const WEBHOOK_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// How long a worker holds a job before another may take it over.
 const LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -42,6 +44,10 @@ const LEASE: chrono::Duration = chrono::Duration::minutes(5);
 pub struct AppState {
     store: Store,
     slack: Option<SlackConfig>,
+    pagerduty_secrets: Vec<secrecy::SecretString>,
+    alertmanager_token: Option<secrecy::SecretString>,
+    /// Where pages open their threads (unset: pages are investigated, not posted).
+    incident_channel: Option<String>,
     http: reqwest::Client,
     sources: Vec<Arc<dyn DataSource>>,
     /// A replayed bundle's page: mentions are investigated at its time.
@@ -72,6 +78,9 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
     let state = Arc::new(AppState {
         store,
         slack: config.slack.clone(),
+        pagerduty_secrets: config.pagerduty_webhook_secrets.clone(),
+        alertmanager_token: config.alertmanager_token.clone(),
+        incident_channel: config.incident_channel.clone(),
         http,
         sources,
         replay,
@@ -141,6 +150,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/slack/events",
             post(slack_events).layer(DefaultBodyLimit::max(SLACK_BODY_LIMIT)),
+        )
+        .route(
+            "/webhooks/pagerduty",
+            post(pages::pagerduty).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
+        )
+        .route(
+            "/webhooks/alertmanager",
+            post(pages::alertmanager).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
+        )
+        .route(
+            "/webhooks/grafana",
+            post(pages::alertmanager).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
         )
         .with_state(state)
 }
@@ -295,6 +316,7 @@ async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             };
             let result = match job.kind.as_str() {
                 "investigate" => investigate_mention(&st, &job.payload).await,
+                "page" => handle_page(&st, &job.payload).await,
                 other => Err(format!("unknown job kind `{other}`")),
             };
             match result {
@@ -394,6 +416,142 @@ async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), Strin
     let started = Utc::now();
     let finding = investigate(&case, &set).await.map_err(|e| e.to_string())?;
     st.metrics.investigation(finding.verdict);
+    save(st, incident.id, &finding, started).await?;
+    for (suffix, mut message) in slack::blocks::thread(incident.id, &title, &finding) {
+        message["channel"] = json!(channel);
+        message["thread_ts"] = json!(thread_ts);
+        st.store
+            .enqueue_outbox(
+                &format!("incident:{}:{suffix}", incident.id),
+                channel,
+                message,
+                Utc::now(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    st.outbox.notify_one();
+    Ok(())
+}
+
+/// A page: opens an incident and its thread and investigates, or updates the open incident
+/// of the same PagerDuty incident / Alertmanager group.
+async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
+    let source = payload["source"].as_str().unwrap_or("page");
+    let source_ref = payload["source_ref"]
+        .as_str()
+        .ok_or("page without a reference")?;
+    let status = payload["status"].as_str().unwrap_or("triggered");
+    let title = payload["title"].as_str().unwrap_or("Page").to_owned();
+    let now = Utc::now();
+    if let Some(open) = st
+        .store
+        .open_incident_by_ref(source, source_ref)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        // A repeat or a change of an incident already being worked: update, no new thread.
+        if matches!(status, "acknowledged" | "resolved") {
+            st.store
+                .set_incident_status(open.id, status, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(channel) = open.channel.as_deref() {
+                let text = format!("The page is {status}.");
+                let message = json!({"channel": channel, "thread_of": open.id, "text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}], "metadata": {"event_type": "cairn_status", "event_payload": {"incident_id": open.id}}});
+                st.store
+                    .enqueue_outbox(
+                        &format!("incident:{}:{status}", open.id),
+                        channel,
+                        message,
+                        now,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                st.outbox.notify_one();
+            }
+        }
+        return Ok(());
+    }
+    if status != "triggered" {
+        return Ok(());
+    }
+    let channel = st.incident_channel.clone();
+    let incident = st
+        .store
+        .create_incident(
+            &NewIncident {
+                title: title.clone(),
+                source: source.into(),
+                source_ref: source_ref.into(),
+                channel: channel.clone(),
+            },
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(channel) = &channel {
+        let root = slack::blocks::root(incident.id, &title, source, payload["service"].as_str());
+        let mut root = root;
+        root["channel"] = json!(channel);
+        st.store
+            .enqueue_outbox(
+                &format!("incident:{}:root", incident.id),
+                channel,
+                root,
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        st.outbox.notify_one();
+    }
+    let set = SourceSet::new(st.sources.clone());
+    let onset = payload["at"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(now, |t| t.with_timezone(&Utc));
+    let mut case = Incident {
+        title: title.clone(),
+        onset,
+        window: TimeWindow {
+            start: onset - chrono::Duration::hours(1),
+            end: (onset + chrono::Duration::minutes(15)).min(now.max(onset)),
+        },
+        entry_service: payload["service"].as_str().map(str::to_owned),
+    };
+    if let Some((alert, window)) = &st.replay {
+        case = Incident::from_alert(alert, *window);
+        case.title = title.clone();
+    }
+    let finding = investigate(&case, &set).await.map_err(|e| e.to_string())?;
+    st.metrics.investigation(finding.verdict);
+    save(st, incident.id, &finding, now).await?;
+    if let Some(channel) = &channel {
+        for (suffix, mut message) in slack::blocks::thread(incident.id, &title, &finding) {
+            message["channel"] = json!(channel);
+            message["thread_of"] = json!(incident.id);
+            st.store
+                .enqueue_outbox(
+                    &format!("incident:{}:{suffix}", incident.id),
+                    channel,
+                    message,
+                    Utc::now(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        st.outbox.notify_one();
+    }
+    Ok(())
+}
+
+/// Stores a finished investigation's hypotheses.
+async fn save(
+    st: &AppState,
+    incident_id: i64,
+    finding: &cairn_agents::Finding,
+    started: chrono::DateTime<Utc>,
+) -> Result<(), String> {
     let hypotheses: Vec<StoredHypothesis> = finding
         .ranking
         .iter()
@@ -424,23 +582,9 @@ async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), Strin
         cairn_agents::Verdict::NoRootCauseFound => "no_root_cause_found",
     };
     st.store
-        .save_investigation(incident.id, verdict, &hypotheses, started, Utc::now())
+        .save_investigation(incident_id, verdict, &hypotheses, started, Utc::now())
         .await
         .map_err(|e| e.to_string())?;
-    for (suffix, mut message) in slack::blocks::thread(incident.id, &title, &finding) {
-        message["channel"] = json!(channel);
-        message["thread_ts"] = json!(thread_ts);
-        st.store
-            .enqueue_outbox(
-                &format!("incident:{}:{suffix}", incident.id),
-                channel,
-                message,
-                Utc::now(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    st.outbox.notify_one();
     Ok(())
 }
 
@@ -450,9 +594,37 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         if let Some(slack) = &st.slack {
             if let Ok(due) = st.store.due_outbox(Utc::now(), 20).await {
                 for message in due {
-                    match call(&st, slack, "chat.postMessage", &message.payload).await {
+                    let mut payload = message.payload.clone();
+                    // A page's replies wait for its root message: they go in its thread.
+                    if let Some(incident_id) = payload.get("thread_of").and_then(Value::as_i64) {
+                        match st
+                            .store
+                            .incident(incident_id)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|i| i.thread_ts)
+                        {
+                            Some(ts) => {
+                                payload["thread_ts"] = json!(ts);
+                                if let Some(map) = payload.as_object_mut() {
+                                    map.remove("thread_of");
+                                }
+                            }
+                            None => continue,
+                        }
+                    }
+                    match call(&st, slack, "chat.postMessage", &payload).await {
                         Ok(ts) => {
                             let _ = st.store.mark_outbox_sent(message.id, &ts).await;
+                            if payload["metadata"]["event_type"] == "cairn_incident" {
+                                if let (Some(id), Some(channel)) = (
+                                    payload["metadata"]["event_payload"]["incident_id"].as_i64(),
+                                    payload["channel"].as_str(),
+                                ) {
+                                    let _ = st.store.set_incident_thread(id, channel, &ts).await;
+                                }
+                            }
                         }
                         Err(Retry::After(wait, why)) => {
                             let _ = st

@@ -25,6 +25,21 @@ fn metadata(event_type: &str, payload: Value) -> Value {
     json!({"event_type": event_type, "event_payload": payload})
 }
 
+/// The root message a page posts in the incident channel; the thread hangs off it.
+pub fn root(incident_id: i64, title: &str, source: &str, service: Option<&str>) -> Value {
+    let title = safe(title, MAX_HEADER);
+    let service = service.map_or_else(String::new, |s| format!(" · service {}", safe(s, 100)));
+    let text = format!(":rotating_light: {title}");
+    json!({
+        "text": text,
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("🚨 {title}"), MAX_HEADER)}},
+            section(&format!("Paged by {}{service}. Cairn is investigating in this thread.", safe(source, 50))),
+        ],
+        "metadata": metadata("cairn_incident", json!({"incident_id": incident_id})),
+    })
+}
+
 /// The status message: what was investigated and how it ended.
 pub fn status(incident_id: i64, title: &str, finding: &Finding) -> Value {
     let verdict = match finding.verdict {
