@@ -72,10 +72,9 @@ async fn start(
     bundle: &std::path::Path,
     env: &[(&str, &str)],
 ) -> Server {
-    let port = free_port();
     let mut cmd = cairn(dir);
     cmd.arg("serve")
-        .env("CAIRN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CAIRN_LISTEN", "127.0.0.1:0")
         .env(
             "CAIRN_DATABASE_URL",
             format!("sqlite://{}?mode=rwc", dir.join("cairn.db").display()),
@@ -84,15 +83,32 @@ async fn start(
         .env("CAIRN_SLACK_SIGNING_SECRET", SECRET)
         .env("CAIRN_SLACK_API_URL", format!("http://{slack}/api/"))
         .env("CAIRN_BUNDLE", bundle)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let server = Server {
-        child: cmd.spawn().unwrap(),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let mut child = cmd.spawn().unwrap();
+    // The server says where it listens (port 0: the OS picked one, so tests never collide).
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let base = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "unexpected first line: {line}"
+    );
+    let server = Server { child, base };
     let client = reqwest::Client::new();
     for _ in 0..100 {
         if client

@@ -102,6 +102,8 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         .local_addr()
         .map_err(|e| CliError::Failed(e.to_string()))?;
     tracing::info!(%addr, "listening");
+    // On stdout too: with CAIRN_LISTEN at port 0 this is how a caller learns the port.
+    println!("cairn serve listening on http://{addr}");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
