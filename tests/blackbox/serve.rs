@@ -387,6 +387,7 @@ async fn pages_open_one_thread_each_and_updates_stay_in_it() {
         ("CAIRN_INCIDENT_CHANNEL", "CINC"),
         ("CAIRN_PAGERDUTY_WEBHOOK_SECRETS", "old-secret,new-secret"),
         ("CAIRN_ALERTMANAGER_TOKEN", "am-token"),
+        ("CAIRN_API_TOKEN", "api-token"),
     ];
     let server = start(dir.path(), slack, &bundle, &env).await;
     let client = reqwest::Client::new();
@@ -524,6 +525,59 @@ async fn pages_open_one_thread_each_and_updates_stay_in_it() {
         posted("cairn_incident").len(),
         2,
         "repeats and resolutions open no new thread"
+    );
+    // The API: bearer required; incidents newest first; hypotheses by rank with evidence.
+    let api = format!("{}/api/incidents", server.base);
+    assert_eq!(client.get(&api).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(&api)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let list: Value = client
+        .get(&api)
+        .bearer_auth("api-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let incidents = list["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 2);
+    assert_eq!(incidents[0]["source"], "alertmanager");
+    assert_eq!(incidents[1]["source_ref"], "PABC123");
+    assert_eq!(incidents[1]["status"], "resolved");
+    let id = incidents[1]["id"].as_i64().unwrap();
+    let one: Value = client
+        .get(format!("{api}/{id}"))
+        .bearer_auth("api-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["hypotheses"][0]["rank"], 1);
+    assert_eq!(one["hypotheses"][0]["service"], "orders-db");
+    assert!(!one["hypotheses"][0]["evidence"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        client
+            .get(format!("{api}/999"))
+            .bearer_auth("api-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
     );
     drop(server);
 }

@@ -6,6 +6,7 @@
 //! outbox, which a sender drains to the Slack Web API once per message, honouring
 //! `Retry-After`. A crash at any point leaves the work in the database to resume.
 
+mod api;
 mod metrics;
 pub mod pages;
 
@@ -46,6 +47,7 @@ pub struct AppState {
     slack: Option<SlackConfig>,
     pagerduty_secrets: Vec<secrecy::SecretString>,
     alertmanager_token: Option<secrecy::SecretString>,
+    api_token: Option<secrecy::SecretString>,
     /// Where pages open their threads (unset: pages are investigated, not posted).
     incident_channel: Option<String>,
     http: reqwest::Client,
@@ -80,6 +82,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         slack: config.slack.clone(),
         pagerduty_secrets: config.pagerduty_webhook_secrets.clone(),
         alertmanager_token: config.alertmanager_token.clone(),
+        api_token: config.api_token.clone(),
         incident_channel: config.incident_channel.clone(),
         http,
         sources,
@@ -165,6 +168,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/webhooks/grafana",
             post(pages::alertmanager).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
         )
+        .route("/api/incidents", get(api::incidents))
+        .route("/api/incidents/{id}", get(api::incident))
         .with_state(state)
 }
 
