@@ -581,3 +581,192 @@ async fn pages_open_one_thread_each_and_updates_stay_in_it() {
     );
     drop(server);
 }
+
+fn signed_form(client: &reqwest::Client, url: &str, body: &str) -> reqwest::RequestBuilder {
+    let ts = chrono::Utc::now().timestamp();
+    let sig = format!(
+        "v0={}",
+        sign(SECRET.as_bytes(), &ts.to_string(), body.as_bytes())
+    );
+    client
+        .post(url)
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sig)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_and_buttons() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let out = run(cairn(dir.path())
+        .args(["simulate", "--scenario"])
+        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
+        .arg("--out")
+        .arg(&bundle));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (slack, received) = fake_slack().await;
+    let server = start(
+        dir.path(),
+        slack,
+        &bundle,
+        &[("CAIRN_API_TOKEN", "api-token")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let commands = format!("{}/slack/commands", server.base);
+    let form = |text: &str, trigger: &str| {
+        serde_urlencoded::to_string([
+            ("command", "/cairn"),
+            ("text", text),
+            ("channel_id", "CQ"),
+            ("user_id", "U7"),
+            ("trigger_id", trigger),
+            ("response_url", "http://127.0.0.1:9/unused"),
+        ])
+        .unwrap()
+    };
+
+    let help: Value = signed_form(&client, &commands, &form("help", "T1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(help["response_type"], "ephemeral");
+    assert!(help["text"]
+        .as_str()
+        .unwrap()
+        .contains("/cairn investigate"));
+    let unknown: Value = signed_form(&client, &commands, &form("deploy <!here>", "T2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        unknown["text"].as_str().unwrap().contains("&lt;!here&gt;"),
+        "{unknown}"
+    );
+    assert_eq!(
+        client
+            .post(&commands)
+            .body(form("help", "T3"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let started: Value = signed_form(
+        &client,
+        &commands,
+        &form("investigate why is checkout failing?", "T4"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        started["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Investigating"),
+        "{started}"
+    );
+    let posted = |kind: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, b)| m == "chat.postMessage" && b["metadata"]["event_type"] == kind)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    wait_for("the command's thread", || {
+        !posted("cairn_summary").is_empty()
+    })
+    .await;
+    assert_eq!(
+        posted("cairn_incident")[0].2["channel"],
+        "CQ",
+        "the thread opens where the command was typed"
+    );
+    let status: Value = signed_form(&client, &commands, &form("status", "T5"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status["text"]
+            .as_str()
+            .unwrap()
+            .contains("why is checkout failing?"),
+        "{status}"
+    );
+
+    // Confirm the first hypothesis: recorded, and the message shows who decided.
+    let top = posted("cairn_hypothesis")
+        .into_iter()
+        .find(|(_, _, b)| b["metadata"]["event_payload"]["rank"] == 1)
+        .unwrap()
+        .2;
+    let value = top["blocks"].as_array().unwrap().last().unwrap()["elements"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let click = json!({"type": "block_actions", "user": {"id": "U7"}, "container": {"channel_id": "CQ", "message_ts": "1700000100.000009"}, "message": {"text": top["text"], "blocks": top["blocks"]}, "actions": [{"action_id": "hypothesis_confirm", "value": value}]});
+    let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
+    let r = signed_form(
+        &client,
+        &format!("{}/slack/interactions", server.base),
+        &body,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for("the message update", || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, _, _)| m == "chat.update")
+    })
+    .await;
+    let update = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(m, _, _)| m == "chat.update")
+        .unwrap()
+        .2
+        .clone();
+    assert_eq!(update["ts"], "1700000100.000009");
+    let text = update.to_string();
+    assert!(
+        text.contains("Confirmed by <@U7>") && !text.contains("hypothesis_confirm"),
+        "{text}"
+    );
+    let incident = value.split(':').next().unwrap();
+    let one: Value = client
+        .get(format!("{}/api/incidents/{incident}", server.base))
+        .bearer_auth("api-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["hypotheses"][0]["status"], "confirmed");
+    drop(server);
+}

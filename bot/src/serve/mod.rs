@@ -7,6 +7,7 @@
 //! `Retry-After`. A crash at any point leaves the work in the database to resume.
 
 mod api;
+mod interact;
 mod metrics;
 pub mod pages;
 
@@ -167,6 +168,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/webhooks/grafana",
             post(pages::alertmanager).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
+        )
+        .route(
+            "/slack/commands",
+            post(interact::commands).layer(DefaultBodyLimit::max(SLACK_BODY_LIMIT)),
+        )
+        .route(
+            "/slack/interactions",
+            post(interact::interactions).layer(DefaultBodyLimit::max(SLACK_BODY_LIMIT)),
         )
         .route("/api/incidents", get(api::incidents))
         .route("/api/incidents/{id}", get(api::incident))
@@ -483,7 +492,11 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
     if status != "triggered" {
         return Ok(());
     }
-    let channel = st.incident_channel.clone();
+    // A slash command opens its thread where it was typed; a page in the incident channel.
+    let channel = payload["channel"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| st.incident_channel.clone());
     let incident = st
         .store
         .create_incident(
@@ -621,7 +634,15 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                             None => continue,
                         }
                     }
-                    match call(&st, slack, "chat.postMessage", &payload).await {
+                    let method = payload
+                        .get("method")
+                        .and_then(Value::as_str)
+                        .unwrap_or("chat.postMessage")
+                        .to_owned();
+                    if let Some(map) = payload.as_object_mut() {
+                        map.remove("method");
+                    }
+                    match call(&st, slack, &method, &payload).await {
                         Ok(ts) => {
                             let _ = st.store.mark_outbox_sent(message.id, &ts).await;
                             if payload["metadata"]["event_type"] == "cairn_incident" {
