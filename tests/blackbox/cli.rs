@@ -80,3 +80,32 @@ fn config_env_variable_selects_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("other.toml"), "{}", stderr(&out));
 }
+
+#[test]
+fn slack_manifests_are_valid_yaml_with_the_endpoints() {
+    for (file, socket) in [
+        ("slack-app-manifest.http.yaml", false),
+        ("slack-app-manifest.socket-mode.yaml", true),
+    ] {
+        let text = std::fs::read_to_string(crate::workspace().join("deploy").join(file)).unwrap();
+        let manifest: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(
+            manifest["settings"]["socket_mode_enabled"].as_bool(),
+            Some(socket),
+            "{file}"
+        );
+        assert_eq!(
+            manifest["features"]["slash_commands"][0]["command"].as_str(),
+            Some("/cairn")
+        );
+        let scopes = format!("{:?}", manifest["oauth_config"]["scopes"]["bot"]);
+        for scope in ["app_mentions:read", "chat:write", "commands"] {
+            assert!(scopes.contains(scope), "{file} lacks {scope}");
+        }
+        if !socket {
+            for path in ["/slack/events", "/slack/commands", "/slack/interactions"] {
+                assert!(text.contains(path), "{file} lacks {path}");
+            }
+        }
+    }
+}

@@ -770,3 +770,95 @@ async fn slash_commands_and_buttons() {
     assert_eq!(one["hypotheses"][0]["status"], "confirmed");
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_429_and_500_storms_are_ridden_out_without_duplicates() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let out = run(cairn(dir.path())
+        .args(["simulate", "--scenario"])
+        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
+        .arg("--out")
+        .arg(&bundle));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Slack answers 429 (Retry-After: 1), 500, 500, 429 to the first posts, then accepts.
+    type Log = Arc<Mutex<Vec<(std::time::Instant, u16, Value)>>>;
+    let log: Log = Arc::default();
+    async fn handler(
+        State(log): State<Log>,
+        Path(name): Path<String>,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let mut all = log.lock().unwrap();
+        if name == "auth.test" {
+            return Json(json!({"ok": true, "user_id": "UCAIRN"})).into_response();
+        }
+        let posts = all.len();
+        let status = [429u16, 500, 500, 429].get(posts).copied().unwrap_or(200);
+        all.push((std::time::Instant::now(), status, value));
+        match status {
+            429 => (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                "",
+            )
+                .into_response(),
+            500 => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            _ => Json(json!({"ok": true, "ts": format!("1700000200.{posts:06}")})).into_response(),
+        }
+    }
+    let app = Router::new()
+        .route("/api/{name}", post(handler))
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slack = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let server = start(dir.path(), slack, &bundle, &[]).await;
+    let client = reqwest::Client::new();
+    let body = mention(
+        "EvStorm",
+        "1700000000.000500",
+        "<@UCAIRN> checkout?",
+        json!({}),
+    );
+    let r = signed(
+        &client,
+        &format!("{}/slack/events", server.base),
+        &body,
+        chrono::Utc::now().timestamp(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let delivered = |kind: &str| {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s, b)| *s == 200 && b["metadata"]["event_type"] == kind)
+            .count()
+    };
+    wait_for("the summary through the storm", || {
+        delivered("cairn_summary") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(delivered("cairn_status"), 1, "each message delivered once");
+    assert_eq!(delivered("cairn_summary"), 1);
+    let log = log.lock().unwrap().clone();
+    // After each 429 the next call came at least Retry-After later.
+    for pair in log.windows(2) {
+        if pair[0].1 == 429 {
+            assert!(
+                pair[1].0.duration_since(pair[0].0) >= Duration::from_millis(950),
+                "Retry-After not honoured"
+            );
+        }
+    }
+    drop(server);
+}

@@ -610,11 +610,24 @@ async fn save(
 
 /// Drains the outbox to Slack, once per message, honouring rate limits.
 async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    // A rate-limited method is not called again before its Retry-After; a channel whose
+    // message failed sends nothing later until that message's retry (order in a thread).
+    let mut method_cooldown: std::collections::HashMap<String, Instant> =
+        std::collections::HashMap::new();
+    let mut channel_hold: std::collections::HashMap<String, Instant> =
+        std::collections::HashMap::new();
     loop {
         if let Some(slack) = &st.slack {
             if let Ok(due) = st.store.due_outbox(Utc::now(), 20).await {
                 for message in due {
                     let mut payload = message.payload.clone();
+                    let now = Instant::now();
+                    if channel_hold
+                        .get(&message.channel)
+                        .is_some_and(|until| *until > now)
+                    {
+                        continue;
+                    }
                     // A page's replies wait for its root message: they go in its thread.
                     if let Some(incident_id) = payload.get("thread_of").and_then(Value::as_i64) {
                         match st
@@ -642,6 +655,12 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                     if let Some(map) = payload.as_object_mut() {
                         map.remove("method");
                     }
+                    if method_cooldown
+                        .get(&method)
+                        .is_some_and(|until| *until > now)
+                    {
+                        continue;
+                    }
                     match call(&st, slack, &method, &payload).await {
                         Ok(ts) => {
                             let _ = st.store.mark_outbox_sent(message.id, &ts).await;
@@ -659,8 +678,12 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                                 .store
                                 .mark_outbox_failed(message.id, &why, Utc::now() + wait)
                                 .await;
-                            // The method is rate limited: nothing more this round.
-                            break;
+                            let until =
+                                Instant::now() + wait.to_std().unwrap_or(Duration::from_secs(1));
+                            channel_hold.insert(message.channel.clone(), until);
+                            if why.contains(": 429") {
+                                method_cooldown.insert(method.clone(), until);
+                            }
                         }
                     }
                 }
