@@ -176,6 +176,21 @@ async fn mentions_become_threads_and_bad_requests_change_nothing() {
         .arg(&bundle));
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // Hostile log lines from the failing service: a mass mention, a credential, unicode
+    // junk. They surface as evidence; none of it may reach Slack as written.
+    let logs = bundle.join("logs.jsonl");
+    let mut text = std::fs::read_to_string(&logs).unwrap();
+    let alert: Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("alert.json")).unwrap()).unwrap();
+    let onset = chrono::DateTime::parse_from_rfc3339(alert["startsAt"].as_str().unwrap()).unwrap();
+    for i in 0..60 {
+        let ts = (onset + chrono::Duration::seconds(10 * i)).to_rfc3339();
+        let message = format!("<!channel> payment key AKIAIOSFODNN7EXAMPLE rejected \u{202e}evil\u{200b} <@U999> order {i}");
+        let line = json!({"ts": ts, "service": "checkout", "level": "error", "message": message});
+        text.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(&logs, text).unwrap();
+
     let (slack, received) = fake_slack().await;
     let port = free_port();
     let child = cairn(dir.path())
@@ -277,6 +292,12 @@ async fn mentions_become_threads_and_bad_requests_change_nothing() {
     );
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
 
+    // Unicode junk in an event (RTL override, zero-width, NUL, a lone surrogate): no crash.
+    let junk = r#"{"type":"event_callback","event_id":"EvJunk","event":{"type":"app_mention","user":"U1","text":"<@UCAIRN> \u202e\u200b\u0000 \ud800 why","ts":"1700000000.000900","channel":"C1"}}"#;
+    let r = signed(&client, &events, junk, now).send().await.unwrap();
+    assert!(r.status() == 200 || r.status() == 400, "{}", r.status());
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+
     // A bot's message and an unknown event type start nothing.
     let bot = mention(
         "EvBot",
@@ -344,6 +365,18 @@ async fn mentions_become_threads_and_bad_requests_change_nothing() {
             assert!(blocks.len() <= 50);
         }
     }
+    let everything = serde_json::to_string(&all).unwrap();
+    assert!(
+        !everything.contains("AKIA")
+            && !everything.contains("<!channel>")
+            && !everything.contains("<@U999>"),
+        "hostile text reached Slack"
+    );
+    assert!(!everything.contains('\u{202e}') && !everything.contains('\u{200b}'));
+    assert!(
+        everything.contains("[redacted]") && everything.contains("&lt;!channel&gt;"),
+        "the hostile line was reported, made safe"
+    );
     let top = all
         .iter()
         .find(|(_, _, b)| {
