@@ -895,3 +895,52 @@ async fn slack_429_and_500_storms_are_ridden_out_without_duplicates() {
     }
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_slack_answers_and_sigterm_exits_cleanly() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    // A Slack that refuses the token.
+    async fn refuse() -> Json<Value> {
+        Json(json!({"ok": false, "error": "invalid_auth"}))
+    }
+    let app = Router::new().route("/api/{name}", post(refuse));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slack = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let bundle = workspace().join("fixtures/bundles/nezha-ob/ob-20220822-052706");
+    let mut server = start(dir.path(), slack, &bundle, &[]).await;
+    let client = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "auth.test failed: not ready");
+    assert_eq!(ready.json::<Value>().await.unwrap()["slack"], false);
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        std::mem::forget(server);
+        status
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "SIGTERM ends with exit 0: {status:?}");
+}

@@ -39,6 +39,9 @@ use metrics::Metrics;
 /// Largest body accepted on `/slack/*`, and on `/webhooks/*`.
 const SLACK_BODY_LIMIT: usize = 1024 * 1024;
 const WEBHOOK_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// How long an inbound event's key is remembered, and how often old keys are pruned.
+const DEDUP_HORIZON: chrono::Duration = chrono::Duration::hours(24);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a worker holds a job before another may take it over.
 const LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -320,7 +323,15 @@ async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> 
 /// Takes jobs from the durable queue until told to stop.
 async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let owner = format!("worker-{}", std::process::id());
+    let mut pruned = Instant::now() - PRUNE_EVERY;
     loop {
+        // Keys of processed events are kept a day (Slack retries within an hour).
+        if pruned.elapsed() >= PRUNE_EVERY {
+            pruned = Instant::now();
+            if let Ok(n) = st.store.prune_processed(Utc::now() - DEDUP_HORIZON).await {
+                tracing::debug!(pruned = n, "old event keys pruned");
+            }
+        }
         while !*stop.borrow() {
             let job = match st.store.lease_job(&owner, Utc::now(), LEASE).await {
                 Ok(Some(job)) => job,
