@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use cairn_agents::{investigate_with, Incident, Options, ProgressSink, Verdict};
 use cairn_connectors::{Bundle, DataSource};
-use cairn_knowledge::{NewIncident, Store, StoredEvidence, StoredHypothesis};
+use cairn_knowledge::{NewIncident, Store};
 use cairn_simulator::{simulate, Scenario};
 
 use crate::cli::{CliError, DemoArgs};
@@ -119,35 +119,8 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
     let (finding, ()) = tokio::join!(investigation, printer);
     let finding = finding.map_err(|e| CliError::Failed(e.to_string()))?;
 
-    let hypotheses: Vec<StoredHypothesis> = finding
-        .ranking
-        .iter()
-        .take(5)
-        .enumerate()
-        .map(|(i, h)| StoredHypothesis {
-            rank: i as i32 + 1,
-            service: h.service.clone(),
-            kind: h.kind.map(|k| k.to_string()),
-            confidence: h.confidence.get(),
-            status: "open".to_owned(),
-            evidence: h
-                .supporting
-                .iter()
-                .map(|e| StoredEvidence {
-                    kind: e.domain.as_str().to_owned(),
-                    text: e.reason.clone(),
-                    source: Some(e.source.clone()),
-                    link: e.link.clone(),
-                    incident_ref: None,
-                    record_ref: None,
-                })
-                .collect(),
-        })
-        .collect();
-    let verdict = match finding.verdict {
-        Verdict::RootCauseFound => "root_cause_found",
-        Verdict::NoRootCauseFound => "no_root_cause_found",
-    };
+    let hypotheses = crate::findings::stored_hypotheses(&finding, 5);
+    let verdict = crate::findings::verdict(&finding);
     store
         .save_investigation(stored.id, verdict, &hypotheses, now, Utc::now())
         .await

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod eval;
+pub mod findings;
 pub mod render;
 pub mod serve;
 pub mod simulate;

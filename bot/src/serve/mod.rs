@@ -29,7 +29,7 @@ use tokio::sync::{watch, Notify};
 
 use cairn_agents::{investigate, Incident};
 use cairn_connectors::{DataSource, SourceSet, TimeWindow};
-use cairn_knowledge::{NewIncident, Store, StoredEvidence, StoredHypothesis};
+use cairn_knowledge::{NewIncident, Store};
 
 use crate::cli::CliError;
 use crate::config::{Config, SlackConfig};
@@ -583,35 +583,8 @@ async fn save(
     finding: &cairn_agents::Finding,
     started: chrono::DateTime<Utc>,
 ) -> Result<(), String> {
-    let hypotheses: Vec<StoredHypothesis> = finding
-        .ranking
-        .iter()
-        .take(slack::blocks::HYPOTHESES)
-        .enumerate()
-        .map(|(i, h)| StoredHypothesis {
-            rank: i as i32 + 1,
-            service: h.service.clone(),
-            kind: h.kind.map(|k| k.to_string()),
-            confidence: h.confidence.get(),
-            status: "open".into(),
-            evidence: h
-                .supporting
-                .iter()
-                .map(|e| StoredEvidence {
-                    kind: e.domain.as_str().into(),
-                    text: e.reason.clone(),
-                    source: Some(e.source.clone()),
-                    link: e.link.clone(),
-                    incident_ref: None,
-                    record_ref: None,
-                })
-                .collect(),
-        })
-        .collect();
-    let verdict = match finding.verdict {
-        cairn_agents::Verdict::RootCauseFound => "root_cause_found",
-        cairn_agents::Verdict::NoRootCauseFound => "no_root_cause_found",
-    };
+    let hypotheses = crate::findings::stored_hypotheses(finding, slack::blocks::HYPOTHESES);
+    let verdict = crate::findings::verdict(finding);
     st.store
         .save_investigation(incident_id, verdict, &hypotheses, started, Utc::now())
         .await

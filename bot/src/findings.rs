@@ -1,0 +1,41 @@
+//! A finished investigation in the shape storage keeps it (the same for `serve` and `demo`).
+
+use cairn_agents::{Finding, Verdict};
+use cairn_knowledge::{StoredEvidence, StoredHypothesis};
+
+/// The verdict's stored name.
+pub fn verdict(finding: &Finding) -> &'static str {
+    match finding.verdict {
+        Verdict::RootCauseFound => "root_cause_found",
+        Verdict::NoRootCauseFound => "no_root_cause_found",
+    }
+}
+
+/// The first `n` hypotheses, ranked from 1, with their supporting evidence.
+pub fn stored_hypotheses(finding: &Finding, n: usize) -> Vec<StoredHypothesis> {
+    finding
+        .ranking
+        .iter()
+        .take(n)
+        .enumerate()
+        .map(|(i, h)| StoredHypothesis {
+            rank: i as i32 + 1,
+            service: h.service.clone(),
+            kind: h.kind.map(|k| k.to_string()),
+            confidence: h.confidence.get(),
+            status: "open".into(),
+            evidence: h
+                .supporting
+                .iter()
+                .map(|e| StoredEvidence {
+                    kind: e.domain.as_str().into(),
+                    text: e.reason.clone(),
+                    source: Some(e.source.clone()),
+                    link: e.link.clone(),
+                    incident_ref: None,
+                    record_ref: None,
+                })
+                .collect(),
+        })
+        .collect()
+}
