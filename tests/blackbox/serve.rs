@@ -944,3 +944,66 @@ async fn not_ready_until_slack_answers_and_sigterm_exits_cleanly() {
     .unwrap();
     assert!(status.success(), "SIGTERM ends with exit 0: {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_restart_finishes_the_work_once() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let out = run(cairn(dir.path())
+        .args(["simulate", "--scenario"])
+        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
+        .arg("--out")
+        .arg(&bundle));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (slack, received) = fake_slack().await;
+    let env = [("CAIRN_JOB_LEASE_SECONDS", "2")];
+    let mut server = start(dir.path(), slack, &bundle, &env).await;
+    let client = reqwest::Client::new();
+    let events = format!("{}/slack/events", server.base);
+    let body = mention(
+        "EvKill",
+        "1700000000.000700",
+        "<@UCAIRN> what broke?",
+        json!({}),
+    );
+    let r = signed(&client, &events, &body, chrono::Utc::now().timestamp())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "acknowledged: the event is stored");
+    // kill -9 at once: the job may be queued, leased or half done.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = start(dir.path(), slack, &bundle, &env).await;
+    let posted = |kind: &str| {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, b)| m == "chat.postMessage" && b["metadata"]["event_type"] == kind)
+            .count()
+    };
+    wait_for("the thread after the restart", || {
+        posted("cairn_summary") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(posted("cairn_status"), 1, "nothing lost, nothing twice");
+    assert_eq!(posted("cairn_summary"), 1);
+    // Slack retrying the same event after the restart changes nothing.
+    let r = signed(
+        &client,
+        &format!("{}/slack/events", server.base),
+        &body,
+        chrono::Utc::now().timestamp(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(posted("cairn_status"), 1);
+    drop(server);
+}

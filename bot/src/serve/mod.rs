@@ -43,7 +43,16 @@ const WEBHOOK_BODY_LIMIT: usize = 8 * 1024 * 1024;
 const DEDUP_HORIZON: chrono::Duration = chrono::Duration::hours(24);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How long a worker holds a job before another may take it over.
+/// `CAIRN_JOB_LEASE_SECONDS` overrides it (a job of a crashed replica waits this long).
 const LEASE: chrono::Duration = chrono::Duration::minutes(5);
+
+fn lease() -> chrono::Duration {
+    std::env::var("CAIRN_JOB_LEASE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(LEASE, chrono::Duration::seconds)
+}
 
 /// What the handlers and workers share.
 pub struct AppState {
@@ -333,7 +342,7 @@ async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             }
         }
         while !*stop.borrow() {
-            let job = match st.store.lease_job(&owner, Utc::now(), LEASE).await {
+            let job = match st.store.lease_job(&owner, Utc::now(), lease()).await {
                 Ok(Some(job)) => job,
                 Ok(None) => break,
                 Err(e) => {
