@@ -84,7 +84,10 @@ async fn main() {
         .env("CAIRN_SLACK_API_URL", format!("http://{slack}/api/"))
         .env("CAIRN_INCIDENT_CHANNEL", "CBENCH")
         .env("CAIRN_PAGERDUTY_WEBHOOK_SECRETS", SECRET)
-        .env("CAIRN_BUNDLE", std::env::var_os("CAIRN_BENCH_BUNDLE").map_or(bundle.clone(), std::path::PathBuf::from))
+        .env(
+            "CAIRN_BUNDLE",
+            std::env::var_os("CAIRN_BENCH_BUNDLE").map_or(bundle.clone(), std::path::PathBuf::from),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -253,6 +253,18 @@ impl Store {
         Ok(inserted == 1)
     }
 
+    /// The Slack `ts` a message got, once sent (for editing it later).
+    pub async fn outbox_sent_ts(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                "SELECT sent_ts FROM outbox WHERE idempotency_key = ? AND state = 'sent'",
+                vec![key.into()],
+            ))
+            .await?;
+        Ok(row.and_then(|r| r.try_get::<Option<String>>("", "sent_ts").ok().flatten()))
+    }
+
     /// Pending messages due at `now`, oldest first.
     pub async fn due_outbox(
         &self,

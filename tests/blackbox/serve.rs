@@ -365,6 +365,29 @@ async fn mentions_become_threads_and_bad_requests_change_nothing() {
             assert!(blocks.len() <= 50);
         }
     }
+    // The status message was posted once and edited as the agents reported and at the end.
+    let status_ts = all
+        .iter()
+        .position(|(m, _, b)| {
+            m == "chat.postMessage" && b["metadata"]["event_type"] == "cairn_status"
+        })
+        .unwrap();
+    let edits: Vec<&Value> = all
+        .iter()
+        .filter(|(m, _, b)| m == "chat.update" && b["metadata"]["event_type"] == "cairn_status")
+        .map(|(_, _, b)| b)
+        .collect();
+    assert!(edits.len() >= 2, "{} edits", edits.len());
+    assert!(
+        edits
+            .iter()
+            .all(|b| b["ts"] == format!("1700000100.{:06}", status_ts + 1)),
+        "edits target the status message"
+    );
+    assert!(edits.last().unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Investigation finished"));
     let everything = serde_json::to_string(&all).unwrap();
     assert!(
         !everything.contains("AKIA")
@@ -773,14 +796,14 @@ async fn slash_commands_and_buttons() {
             .lock()
             .unwrap()
             .iter()
-            .any(|(m, _, _)| m == "chat.update")
+            .any(|(m, _, b)| m == "chat.update" && b["ts"] == "1700000100.000009")
     })
     .await;
     let update = received
         .lock()
         .unwrap()
         .iter()
-        .find(|(m, _, _)| m == "chat.update")
+        .find(|(m, _, b)| m == "chat.update" && b["ts"] == "1700000100.000009")
         .unwrap()
         .2
         .clone();
@@ -873,7 +896,9 @@ async fn slack_429_and_500_storms_are_ridden_out_without_duplicates() {
         log.lock()
             .unwrap()
             .iter()
-            .filter(|(_, s, b)| *s == 200 && b["metadata"]["event_type"] == kind)
+            .filter(|(_, s, b)| {
+                *s == 200 && b["metadata"]["event_type"] == kind && b["ts"].is_null()
+            })
             .count()
     };
     wait_for("the summary through the storm", || {

@@ -27,7 +27,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
-use cairn_agents::{investigate, Incident};
+use cairn_agents::Incident;
 use cairn_connectors::{DataSource, SourceSet, TimeWindow};
 use cairn_knowledge::{NewIncident, Store};
 
@@ -449,25 +449,11 @@ async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), Strin
             case.entry_service = entry.clone();
         }
     }
-    let started = Utc::now();
-    let finding = investigate(&case, &set).await.map_err(|e| e.to_string())?;
-    st.metrics.investigation(finding.verdict);
-    save(st, incident.id, &finding, started).await?;
-    for (suffix, mut message) in slack::blocks::thread(incident.id, &title, &finding) {
-        message["channel"] = json!(channel);
-        message["thread_ts"] = json!(thread_ts);
-        st.store
-            .enqueue_outbox(
-                &format!("incident:{}:{suffix}", incident.id),
-                channel,
-                message,
-                Utc::now(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    st.outbox.notify_one();
-    Ok(())
+    let place = Thread {
+        channel: Some(channel.to_owned()),
+        target: ("thread_ts", json!(thread_ts)),
+    };
+    run_and_post(st, incident.id, &title, &case, &set, &place).await
 }
 
 /// A page: opens an incident and its thread and investigates, or updates the open incident
@@ -563,24 +549,107 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
         case = Incident::from_alert(alert, *window);
         case.title = title.clone();
     }
-    let finding = investigate(&case, &set).await.map_err(|e| e.to_string())?;
-    st.metrics.investigation(finding.verdict);
-    save(st, incident.id, &finding, now).await?;
-    if let Some(channel) = &channel {
-        for (suffix, mut message) in slack::blocks::thread(incident.id, &title, &finding) {
-            message["channel"] = json!(channel);
-            message["thread_of"] = json!(incident.id);
-            st.store
-                .enqueue_outbox(
-                    &format!("incident:{}:{suffix}", incident.id),
-                    channel,
-                    message,
-                    Utc::now(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+    let place = Thread {
+        channel,
+        target: ("thread_of", json!(incident.id)),
+    };
+    run_and_post(st, incident.id, &title, &case, &set, &place).await
+}
+
+/// Where a thread's messages go: the channel (none: investigate without posting) and how to
+/// reach the thread (`thread_ts` known, or `thread_of` an incident whose root is pending).
+struct Thread {
+    channel: Option<String>,
+    target: (&'static str, Value),
+}
+
+impl Thread {
+    /// Queues `message` under `key`; nothing when there is no channel.
+    async fn queue(&self, st: &AppState, key: String, mut message: Value) -> Result<(), String> {
+        let Some(channel) = &self.channel else {
+            return Ok(());
+        };
+        message["channel"] = json!(channel);
+        message[self.target.0] = self.target.1.clone();
+        st.store
+            .enqueue_outbox(&key, channel, message, Utc::now())
+            .await
+            .map_err(|e| e.to_string())?;
         st.outbox.notify_one();
+        Ok(())
+    }
+}
+
+/// Posts the status message, investigates while editing it as agents report, stores the
+/// finding and queues the hypotheses and the summary.
+async fn run_and_post(
+    st: &AppState,
+    incident_id: i64,
+    title: &str,
+    case: &Incident,
+    set: &SourceSet,
+    place: &Thread,
+) -> Result<(), String> {
+    let status_key = format!("incident:{incident_id}:status");
+    place
+        .queue(
+            st,
+            status_key.clone(),
+            slack::blocks::status_running(incident_id, title, &[]),
+        )
+        .await?;
+    let edit = |mut message: Value| {
+        message["method"] = json!("chat.update");
+        message["update_of"] = json!(status_key);
+        message
+    };
+    let started = Utc::now();
+    let (sink, mut events) = cairn_agents::ProgressSink::channel();
+    let options = cairn_agents::Options {
+        progress: sink,
+        ..cairn_agents::Options::default()
+    };
+    let investigation = cairn_agents::investigate_with(case, set, options);
+    let watcher = async {
+        let mut reported: Vec<(String, usize, Option<String>)> = Vec::new();
+        let mut posted = false;
+        while let Some(event) = events.recv().await {
+            match event {
+                cairn_agents::Progress::AgentFinished {
+                    agent,
+                    evidence,
+                    error,
+                    ..
+                } if !posted => {
+                    reported.push((agent.to_owned(), evidence, error));
+                }
+                cairn_agents::Progress::RoundStarted { round: 2 } if !posted => {
+                    posted = true;
+                    let message =
+                        edit(slack::blocks::status_running(incident_id, title, &reported));
+                    let _ = place
+                        .queue(st, format!("{status_key}:agents"), message)
+                        .await;
+                }
+                _ => {}
+            }
+        }
+    };
+    let (finding, ()) = tokio::join!(investigation, watcher);
+    let finding = finding.map_err(|e| e.to_string())?;
+    st.metrics.investigation(finding.verdict);
+    save(st, incident_id, &finding, started).await?;
+    place
+        .queue(
+            st,
+            format!("{status_key}:final"),
+            edit(slack::blocks::status(incident_id, title, &finding)),
+        )
+        .await?;
+    for (suffix, message) in slack::blocks::thread(incident_id, title, &finding) {
+        place
+            .queue(st, format!("incident:{incident_id}:{suffix}"), message)
+            .await?;
     }
     Ok(())
 }
@@ -635,6 +704,23 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                                 payload["thread_ts"] = json!(ts);
                                 if let Some(map) = payload.as_object_mut() {
                                     map.remove("thread_of");
+                                }
+                            }
+                            None => continue,
+                        }
+                    }
+                    // An edit waits for the message it edits.
+                    if let Some(key) = payload
+                        .get("update_of")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                    {
+                        match st.store.outbox_sent_ts(&key).await.ok().flatten() {
+                            Some(ts) => {
+                                payload["ts"] = json!(ts);
+                                if let Some(map) = payload.as_object_mut() {
+                                    map.remove("update_of");
+                                    map.remove("thread_ts");
                                 }
                             }
                             None => continue,

@@ -40,6 +40,37 @@ pub fn root(incident_id: i64, title: &str, source: &str, service: Option<&str>) 
     })
 }
 
+/// The status message while agents run: who has reported, with how many findings.
+pub fn status_running(
+    incident_id: i64,
+    title: &str,
+    agents: &[(String, usize, Option<String>)],
+) -> Value {
+    let lines: Vec<String> = agents
+        .iter()
+        .map(|(name, n, error)| match error {
+            Some(e) => format!("✗ {name}: {}", safe(e, 200)),
+            None => format!("✓ {name}: {n} finding(s)"),
+        })
+        .collect();
+    let text = if lines.is_empty() {
+        "Investigating: agents are surveying changes, metrics, logs, traces, infrastructure, databases, network and precedent…".to_owned()
+    } else {
+        format!(
+            "Investigating — agents reported:\n{}\nTesting the leading hypotheses…",
+            lines.join("\n")
+        )
+    };
+    json!({
+        "text": "Investigating…",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Cairn · {title}"), MAX_HEADER)}},
+            section(&text),
+        ],
+        "metadata": metadata("cairn_status", json!({"incident_id": incident_id})),
+    })
+}
+
 /// The status message: what was investigated and how it ended.
 pub fn status(incident_id: i64, title: &str, finding: &Finding) -> Value {
     let verdict = match finding.verdict {
@@ -123,9 +154,10 @@ pub fn summary(incident_id: i64, finding: &Finding) -> Value {
     })
 }
 
-/// Every message of the thread, in posting order, each with its idempotency key suffix.
-pub fn thread(incident_id: i64, title: &str, finding: &Finding) -> Vec<(String, Value)> {
-    let mut out = vec![("status".to_owned(), status(incident_id, title, finding))];
+/// The messages posted after the investigation (the status message is edited, not posted),
+/// in posting order, each with its idempotency key suffix.
+pub fn thread(incident_id: i64, _title: &str, finding: &Finding) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
     if finding.verdict == Verdict::RootCauseFound {
         for (i, h) in finding.ranking.iter().take(HYPOTHESES).enumerate() {
             if i == 0 || h.confidence.get() >= 0.2 {
