@@ -581,6 +581,23 @@ pub fn rank(
             .then_with(|| b.confidence.get().total_cmp(&a.confidence.get()))
             .then_with(|| a.service.cmp(&b.service))
     });
+    // A page whose own service shows nothing beyond noise cannot carry a confident cause:
+    // whatever moved elsewhere did not move what was paged.
+    if let Some(entry) = entry {
+        let paged = by_service.get(entry).map_or(0.0, |ev| {
+            ev.iter()
+                .filter(|e| !matches!(e.domain, Domain::Changes | Domain::Topology))
+                .map(|e| e.score)
+                .fold(0.0, f64::max)
+        });
+        if paged < 0.3 && topology.service(entry).is_some() {
+            for h in &mut hypotheses {
+                if h.confidence.get() >= CONFIDENCE_THRESHOLD {
+                    h.confidence = Confidence::new(CONFIDENCE_THRESHOLD - 0.01);
+                }
+            }
+        }
+    }
     let mut slots: Vec<Option<Hypothesis>> = hypotheses.into_iter().map(Some).collect();
     let mut hypotheses: Vec<Hypothesis> =
         order.into_iter().filter_map(|i| slots[i].take()).collect();

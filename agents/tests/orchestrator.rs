@@ -132,7 +132,7 @@ fn agreement_across_domains_builds_confidence() {
             Some(35),
         )],
         &topology(),
-        Some("web"),
+        None,
         page_ms(),
     );
     let two = rank(
@@ -141,7 +141,7 @@ fn agreement_across_domains_builds_confidence() {
             evidence("db", Domain::Logs, Signal::SlowQueries, 0.7, Some(35)),
         ],
         &topology(),
-        Some("web"),
+        None,
         page_ms(),
     );
     assert!(two[0].confidence.get() > one[0].confidence.get());
@@ -280,4 +280,29 @@ async fn a_spent_budget_stops_queries_without_failing_the_investigation() {
         }
     }
     assert!(refused > 0, "agents past the budget say so");
+}
+
+#[test]
+fn a_page_whose_own_service_shows_nothing_gets_no_confident_cause() {
+    let ledger = vec![
+        evidence("db", Domain::Database, Signal::SlowQueries, 0.9, Some(35)),
+        evidence("db", Domain::Logs, Signal::SlowQueries, 0.8, Some(35)),
+    ];
+    let quiet_page = rank(&ledger, &topology(), Some("web"), page_ms());
+    assert!(
+        quiet_page[0].confidence.get() < 0.5,
+        "{}",
+        quiet_page[0].confidence
+    );
+    let mut loud = ledger.clone();
+    loud.push(evidence(
+        "web",
+        Domain::Metrics,
+        Signal::Latency,
+        0.8,
+        Some(36),
+    ));
+    let loud_page = rank(&loud, &topology(), Some("web"), page_ms());
+    assert_eq!(loud_page[0].service, "db");
+    assert!(loud_page[0].confidence.get() >= 0.5);
 }

@@ -194,9 +194,23 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
         if s.metric.ends_with("_bucket") || paired.contains(&(s.metric.clone(), identity(s))) {
             continue;
         }
-        let points = signal_of(s);
-        let direction = trouble_direction(&s.metric);
+        let mut points = signal_of(s);
+        let mut direction = trouble_direction(&s.metric);
         let signal = signal_for(&s.metric);
+        // A success share near its ceiling moves little in relative terms: 99.9% → 95% is a
+        // fifty-fold rise in failures. Such a series is read as its complement, the failure
+        // share, which rises.
+        let name = s.metric.to_ascii_lowercase();
+        if direction == Direction::Down
+            && (name.contains("availability") || name.contains("success"))
+        {
+            let max = points.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+            if max <= 100.0 && points.iter().all(|p| p.1 >= 0.0) {
+                let ceiling = if max > 1.0 { 100.0 } else { 1.0 };
+                points = points.into_iter().map(|(t, v)| (t, ceiling - v)).collect();
+                direction = Direction::Up;
+            }
+        }
         let query = if is_counter(&s.metric) {
             format!("rate({}{{{}}})", s.metric, identity(s))
         } else {
