@@ -149,8 +149,36 @@ impl Agent for Infrastructure {
                         .filter(|p| p.0 >= cx.cut_ms)
                         .map(|p| p.1)
                         .fold(0.0, f64::max);
+                    let query = format!("container_memory_working_set_bytes{{service=\"{service}\"}} / container_spec_memory_limit_bytes");
                     if after > 0.85 && after > before + 0.15 {
-                        out.push(evidence(cx, service, Signal::MemoryGrowth, 0.6 + 0.3 * ((after - 0.85) / 0.15).min(1.0), None, format!("container_memory_working_set_bytes{{service=\"{service}\"}} / container_spec_memory_limit_bytes"), format!("memory climbed to {:.0}% of its limit (was at most {:.0}% before)", after * 100.0, before * 100.0)));
+                        out.push(evidence(
+                            cx,
+                            service,
+                            Signal::MemoryGrowth,
+                            0.6 + 0.3 * ((after - 0.85) / 0.15).min(1.0),
+                            None,
+                            query,
+                            format!(
+                                "memory climbed to {:.0}% of its limit (was at most {:.0}% before)",
+                                after * 100.0,
+                                before * 100.0
+                            ),
+                        ));
+                        break;
+                    }
+                    // A leak caught early: a steady climb well above anything before, still
+                    // rising at the end of the data.
+                    let recent: Vec<f64> = share
+                        .iter()
+                        .filter(|p| p.0 >= cx.cut_ms - 5 * 60_000)
+                        .map(|p| p.1)
+                        .collect();
+                    let rising = recent.windows(2).filter(|w| w[1] >= w[0]).count() * 10
+                        >= recent.len().saturating_sub(1) * 8;
+                    let last = recent.last().copied().unwrap_or(0.0);
+                    if recent.len() >= 4 && rising && last > before + 0.1 && last >= after - 0.02 {
+                        let score = 0.45 + 0.4 * ((last - before) / 0.4).min(1.0);
+                        out.push(evidence(cx, service, Signal::MemoryGrowth, score, None, query, format!("memory rising steadily: {:.0}% of its limit, above anything before ({:.0}%)", last * 100.0, before * 100.0)));
                         break;
                     }
                 }
