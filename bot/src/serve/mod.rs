@@ -609,7 +609,25 @@ async fn run_and_post(
         progress: sink,
         ..cairn_agents::Options::default()
     };
-    let investigation = cairn_agents::investigate_with(case, set, options);
+    // The investigation is CPU work: it runs on a blocking-pool thread, so the runtime's
+    // workers stay free to acknowledge requests in milliseconds.
+    let _ = set;
+    let sources = st.sources.clone();
+    let owned_case = case.clone();
+    let handle = tokio::runtime::Handle::current();
+    let investigation = async move {
+        tokio::task::spawn_blocking(move || {
+            let set = SourceSet::new(sources);
+            handle.block_on(cairn_agents::investigate_with(&owned_case, &set, options))
+        })
+        .await
+        .map_err(|e| {
+            cairn_agents::InvestigationError::Source(cairn_connectors::SourceError::Unavailable {
+                source_name: "investigation".into(),
+                reason: e.to_string(),
+            })
+        })?
+    };
     let watcher = async {
         let mut reported: Vec<(String, usize, Option<String>)> = Vec::new();
         let mut posted = false;
