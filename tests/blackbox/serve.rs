@@ -280,7 +280,12 @@ async fn mentions_become_threads_and_bad_requests_change_nothing() {
 
     // Oversized and malformed bodies; the server stays healthy.
     let huge = "x".repeat(2 * 1024 * 1024);
-    let r = signed(&client, &events, &huge, now).send().await.unwrap();
+    // Its own client: the server answers 413 without reading the rest and closes that
+    // connection, which a pooled client could otherwise try to reuse.
+    let r = signed(&reqwest::Client::new(), &events, &huge, now)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(
         signed(&client, &events, "{not json", now)
