@@ -149,11 +149,10 @@ pub fn shift(points: &Points, cut_ms: i64, direction: Direction) -> Option<Shift
         Direction::Down => (base.median - v) / base.sigma,
         Direction::Either => (v - base.median).abs() / base.sigma,
     };
-    let (peak_t, peak) = after
+    let (_, peak) = after
         .iter()
         .copied()
         .max_by(|a, b| signed(a.1).total_cmp(&signed(b.1)))?;
-    let _ = peak_t;
     let mut values: Vec<f64> = after.iter().map(|p| p.1).collect();
     let after_median = crate::stats::median(&mut values)?;
     // Onset: the first of two consecutive points beyond 4σ (one point is noise).

@@ -46,11 +46,11 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
     };
     let (name, text) = scenario_text(args.scenario.as_deref().unwrap_or(DEFAULT_SCENARIO))?;
     let scenario = Scenario::parse(&text, &name).map_err(|e| CliError::Usage(e.to_string()))?;
-    let simulated = tokio::task::spawn_blocking(move || simulate(&scenario).map(|s| (s, scenario)))
+    let simulated = tokio::task::spawn_blocking(move || simulate(&scenario))
         .await
         .map_err(|e| CliError::Failed(format!("the simulation stopped: {e}")))?
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    let (simulation, scenario) = simulated;
+    let simulation = simulated;
     let bundle = Bundle::from_files(&simulation.files)
         .map_err(|e| CliError::Failed(format!("simulated bundle: {e}")))?;
     let alert = bundle
@@ -162,7 +162,6 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
         "{}",
         style.dim("Next, in Slack: an engineer confirms or corrects a hypothesis; the correction becomes a knowledge record and the next similar page uses it (arrives with the knowledge store).")
     );
-    let _ = scenario;
     drop(store);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));

@@ -6,19 +6,6 @@ use cairn_simulator::{simulate, Scenario};
 
 use crate::cli::{CliError, SimulateArgs};
 
-/// Files a bundle directory may hold that a new simulation replaces.
-const BUNDLE_FILES: [&str; 9] = [
-    "bundle.yaml",
-    "topology.yaml",
-    "alert.json",
-    "metrics.om",
-    "logs.jsonl",
-    "traces.jsonl",
-    "changes.jsonl",
-    "events.jsonl",
-    "expect.yaml",
-];
-
 /// Runs `cairn simulate`: the whole bundle is built in memory first, so a scenario that
 /// fails leaves the output directory untouched.
 pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
@@ -68,9 +55,9 @@ fn prepare(out: &Path) -> Result<(), CliError> {
         return Ok(());
     }
     let is_bundle = |name: &str| {
-        BUNDLE_FILES
-            .iter()
-            .any(|f| name == *f || name.strip_suffix(".gz") == Some(f))
+        // What a simulation writes: the files a bundle reader knows, and the answer.
+        let plain = name.strip_suffix(".gz").unwrap_or(name);
+        plain == "expect.yaml" || cairn_connectors::Bundle::file_names().any(|f| f == plain)
     };
     let foreign: Vec<String> = entries
         .iter()

@@ -51,6 +51,9 @@ pub struct OutboxMessage {
     pub attempts: i32,
 }
 
+/// Adds a queued job: kind, payload, run_at, max_attempts, created_at.
+const INSERT_JOB: &str = "INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, created_at) VALUES (?, ?, 'queued', ?, 0, ?, ?) RETURNING id";
+
 /// Attempts before a job is dead-lettered, unless the caller says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
 /// Claim races lost in a row before `lease` gives up for this call.
@@ -105,8 +108,14 @@ impl Store {
         let row = self
             .db()
             .query_one(self.stmt(
-                "INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, created_at) VALUES (?, ?, 'queued', ?, 0, ?, ?) RETURNING id",
-                vec![kind.into(), payload.into(), run_at.into(), max_attempts.into(), run_at.into()],
+                INSERT_JOB,
+                vec![
+                    kind.into(),
+                    payload.into(),
+                    run_at.into(),
+                    max_attempts.into(),
+                    run_at.into(),
+                ],
             ))
             .await?
             .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?;
@@ -237,15 +246,21 @@ impl Store {
         let txn = self.db().begin().await?;
         let inserted = txn
             .execute(self.stmt(
-                "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                crate::store::INSERT_PROCESSED_EVENT,
                 vec![event_key.into(), now.into()],
             ))
             .await?
             .rows_affected();
         if inserted == 1 {
-            txn.execute(self.stmt(
-                "INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, created_at) VALUES (?, ?, 'queued', ?, 0, 5, ?)",
-                vec![job_kind.into(), payload.into(), now.into(), now.into()],
+            txn.query_one(self.stmt(
+                INSERT_JOB,
+                vec![
+                    job_kind.into(),
+                    payload.into(),
+                    now.into(),
+                    DEFAULT_MAX_ATTEMPTS.into(),
+                    now.into(),
+                ],
             ))
             .await?;
         }

@@ -61,6 +61,11 @@ pub struct Store {
     url: String,
 }
 
+/// Records an event key once: key, processed_at. No conflict target: the key's unique
+/// index is the only constraint that can conflict.
+pub(crate) const INSERT_PROCESSED_EVENT: &str =
+    "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT DO NOTHING";
+
 impl Store {
     /// Connects to `url` (`sqlite://PATH?mode=rwc` creates the file; or `postgres://…`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -157,10 +162,7 @@ impl Store {
     /// also under concurrency and across restarts (the key is unique in the table).
     pub async fn mark_processed(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let inserted = self
-            .exec(
-                "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT (event_key) DO NOTHING",
-                vec![key.into(), now.into()],
-            )
+            .exec(INSERT_PROCESSED_EVENT, vec![key.into(), now.into()])
             .await?;
         Ok(inserted == 1)
     }

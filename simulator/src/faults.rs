@@ -401,12 +401,14 @@ fn apply(r: &Resolved, world: &World, tau: f64, step_s: f64, fx: &mut Effects) {
         FaultKind::DiskFull => {
             let fill_s = number(p, "fill_minutes", 8.0).max(0.1) * 60.0;
             let s = &mut fx.services[t];
-            let fill = (since / fill_s).min(1.0) * sev.max(0.0);
-            s.disk_fill = Some(s.disk_fill.unwrap_or(0.0).max(if sev >= 1.0 {
-                (since / fill_s).min(1.0)
+            // A full fault fills the volume; noise only half of what its severity would.
+            let progress = (since / fill_s).min(1.0);
+            let fill = if sev >= 1.0 {
+                progress
             } else {
-                fill * 0.5
-            }));
+                progress * sev.max(0.0) * 0.5
+            };
+            s.disk_fill = Some(s.disk_fill.unwrap_or(0.0).max(fill));
             s.disk_error = number(p, "error_rate", 0.4) * sev;
         }
         FaultKind::NodeFailure => {

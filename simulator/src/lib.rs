@@ -59,8 +59,17 @@ fn window_start_ms(seed: u64) -> i64 {
     BASE_MS + (day * 24 + hour) * 3_600_000
 }
 
-/// Runs `scenario` and returns the bundle it produces.
-pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
+/// The model run over a scenario's window, before anything is written.
+struct Run {
+    world: world::World,
+    active: faults::Active,
+    warnings: Vec<String>,
+    tl: model::Timeline,
+    start_ms: i64,
+}
+
+/// Builds the world, resolves the faults and runs the model.
+fn run(scenario: &Scenario) -> Run {
     let mut world = world::World::build(scenario);
     let (active, warnings) = faults::Active::resolve(scenario, &world);
     let start_ms = window_start_ms(scenario.seed);
@@ -83,6 +92,24 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
             _ => {}
         }
     }
+    Run {
+        world,
+        active,
+        warnings,
+        tl,
+        start_ms,
+    }
+}
+
+/// Runs `scenario` and returns the bundle it produces.
+pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
+    let Run {
+        world,
+        active,
+        warnings,
+        tl,
+        start_ms,
+    } = run(scenario);
     let rule = &scenario.alert;
     let fired = alert::evaluate(&world, &tl, rule).ok_or_else(|| {
         let peak = (0..tl.steps)
@@ -129,10 +156,7 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
 /// capacity use, error share, main cause and latency. For scenario authors tuning a rule.
 pub fn explain(scenario: &Scenario, offset: u64) -> String {
     use std::fmt::Write;
-    let mut world = world::World::build(scenario);
-    let (active, _) = faults::Active::resolve(scenario, &world);
-    let start_hour = ((window_start_ms(scenario.seed) / 3_600_000) % 24) as f64;
-    let tl = model::run(scenario, &mut world, &active, start_hour);
+    let Run { world, tl, .. } = run(scenario);
     let k = ((offset / scenario.step) as usize).min(tl.steps - 1);
     let mut out = String::new();
     let _ = writeln!(

@@ -320,7 +320,7 @@ pub(crate) fn run(
         for &s in world.order.iter().rev() {
             let service = &world.services[s];
             let fxs = &fx.services[s];
-            let pods_of: Vec<usize> = service.pods.clone();
+            let pods_of: &[usize] = &service.pods;
             let down = if pods_of.is_empty() {
                 0.0
             } else {
@@ -351,7 +351,7 @@ pub(crate) fn run(
             // Memory and GC.
             let mut gc_ms = 0.0;
             let mut gc = 0.0;
-            for &i in &pods_of {
+            for &i in pods_of {
                 let pod = &mut pods[i];
                 if fxs.leak_mb_per_min > 0.0 && pod.up {
                     pod.mem_mb += fxs.leak_mb_per_min * step_s / 60.0;
@@ -534,7 +534,7 @@ pub(crate) fn run(
             svc[s].throttled = ((rho - 0.85) / 0.15).clamp(0.0, 1.0);
             svc[s].disk = disk;
             svc[s].down = down;
-            for &i in &pods_of {
+            for &i in pods_of {
                 pods[i].cpu = if pods[i].up {
                     (cpu * observe.range(0.9, 1.1)).min(1.0)
                 } else {

@@ -276,8 +276,7 @@ impl Agent for Logs {
                     before_rate,
                 ));
             }
-            if let Some((tpl, (count, example, first))) =
-                t.new_after.iter().max_by_key(|(_, v)| v.0)
+            if let Some((_, (count, example, first))) = t.new_after.iter().max_by_key(|(_, v)| v.0)
             {
                 // A handful of lines of an unseen template is chance; it takes a burst.
                 if *count >= 3
@@ -291,7 +290,6 @@ impl Agent for Logs {
                         .chars()
                         .take(160)
                         .collect();
-                    let _ = tpl;
                     out.push(mk(
                         service,
                         Signal::NewErrorTemplate,

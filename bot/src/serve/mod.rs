@@ -332,6 +332,7 @@ async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> 
 /// Takes jobs from the durable queue until told to stop.
 async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let owner = format!("worker-{}", std::process::id());
+    let lease = lease();
     let mut pruned = Instant::now() - PRUNE_EVERY;
     loop {
         // Keys of processed events are kept a day (Slack retries within an hour).
@@ -342,7 +343,7 @@ async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             }
         }
         while !*stop.borrow() {
-            let job = match st.store.lease_job(&owner, Utc::now(), lease()).await {
+            let job = match st.store.lease_job(&owner, Utc::now(), lease).await {
                 Ok(Some(job)) => job,
                 Ok(None) => break,
                 Err(e) => {
@@ -453,7 +454,7 @@ async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), Strin
         channel: Some(channel.to_owned()),
         target: ("thread_ts", json!(thread_ts)),
     };
-    run_and_post(st, incident.id, &title, &case, &set, &place).await
+    run_and_post(st, incident.id, &title, &case, &place).await
 }
 
 /// A page: opens an incident and its thread and investigates, or updates the open incident
@@ -531,7 +532,6 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         st.outbox.notify_one();
     }
-    let set = SourceSet::new(st.sources.clone());
     let onset = payload["at"]
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -553,7 +553,7 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
         channel,
         target: ("thread_of", json!(incident.id)),
     };
-    run_and_post(st, incident.id, &title, &case, &set, &place).await
+    run_and_post(st, incident.id, &title, &case, &place).await
 }
 
 /// Where a thread's messages go: the channel (none: investigate without posting) and how to
@@ -587,7 +587,6 @@ async fn run_and_post(
     incident_id: i64,
     title: &str,
     case: &Incident,
-    set: &SourceSet,
     place: &Thread,
 ) -> Result<(), String> {
     let status_key = format!("incident:{incident_id}:status");
@@ -611,7 +610,6 @@ async fn run_and_post(
     };
     // The investigation is CPU work: it runs on a blocking-pool thread, so the runtime's
     // workers stay free to acknowledge requests in milliseconds.
-    let _ = set;
     let sources = st.sources.clone();
     let owned_case = case.clone();
     let handle = tokio::runtime::Handle::current();
@@ -664,7 +662,7 @@ async fn run_and_post(
             edit(slack::blocks::status(incident_id, title, &finding)),
         )
         .await?;
-    for (suffix, message) in slack::blocks::thread(incident_id, title, &finding) {
+    for (suffix, message) in slack::blocks::thread(incident_id, &finding) {
         place
             .queue(st, format!("incident:{incident_id}:{suffix}"), message)
             .await?;

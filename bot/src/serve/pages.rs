@@ -14,6 +14,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::slack::signature::{hex, unhex};
 
 /// Whether `X-PagerDuty-Signature` (comma-separated `v1=<hex>` values) holds a signature of
 /// `body` by any of `secrets`. Compared in constant time.
@@ -22,15 +23,7 @@ pub fn pagerduty_signed(header: Option<&str>, body: &[u8], secrets: &[&[u8]]) ->
     let given: Vec<Vec<u8>> = header
         .split(',')
         .filter_map(|part| part.trim().strip_prefix("v1="))
-        .filter_map(|hex| {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|b| u8::from_str_radix(b, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>()
-        })
+        .filter_map(unhex)
         .collect();
     secrets.iter().any(|secret| {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
@@ -43,11 +36,7 @@ pub fn pagerduty_signed(header: Option<&str>, body: &[u8], secrets: &[&[u8]]) ->
 /// Hex HMAC-SHA256 of `body` with `secret`, as PagerDuty signs (`v1=` + this).
 pub fn pagerduty_sign(secret: &[u8], body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::sign(&key, body)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(hmac::sign(&key, body).as_ref())
 }
 
 /// Compares a bearer token in constant time (by comparing MACs of both).
@@ -179,12 +168,7 @@ pub async fn alertmanager(
     });
     // Alertmanager repeats a group's notification; each is a fact to apply, keyed by content.
     let digest = ring::digest::digest(&ring::digest::SHA256, &body);
-    let key: String = digest
-        .as_ref()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key = hex(&digest.as_ref()[..16]);
     store(&st, route, started, &format!("alertmanager:{key}"), payload).await
 }
 

@@ -156,7 +156,7 @@ pub fn summary(incident_id: i64, finding: &Finding) -> Value {
 
 /// The messages posted after the investigation (the status message is edited, not posted),
 /// in posting order, each with its idempotency key suffix.
-pub fn thread(incident_id: i64, _title: &str, finding: &Finding) -> Vec<(String, Value)> {
+pub fn thread(incident_id: i64, finding: &Finding) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     if finding.verdict == Verdict::RootCauseFound {
         for (i, h) in finding.ranking.iter().take(HYPOTHESES).enumerate() {

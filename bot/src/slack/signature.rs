@@ -17,7 +17,13 @@ pub enum Refusal {
     Mismatch,
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes of a hex string; `None` when it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
@@ -35,11 +41,7 @@ pub fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     ctx.update(timestamp.as_bytes());
     ctx.update(b":");
     ctx.update(body);
-    ctx.sign()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(ctx.sign().as_ref())
 }
 
 /// Checks a request: `timestamp` and `signature` are the `X-Slack-Request-Timestamp` and

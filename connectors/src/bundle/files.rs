@@ -28,8 +28,7 @@ pub(crate) enum KnownFile {
 }
 
 impl KnownFile {
-    /// All known files, for tests that check the list.
-    #[cfg(test)]
+    /// All known files.
     pub(crate) const ALL: [Self; 8] = [
         Self::Manifest,
         Self::Topology,

@@ -204,6 +204,12 @@ impl Bundle {
         self.alert.as_ref()
     }
 
+    /// The names of the files a bundle reader knows (plain; each may also be `.gz`).
+    /// `expect.yaml` is not among them: no reader opens it.
+    pub fn file_names() -> impl Iterator<Item = &'static str> {
+        KnownFile::ALL.into_iter().map(KnownFile::name)
+    }
+
     /// The directory the bundle was read from.
     pub fn path(&self) -> &Path {
         &self.path

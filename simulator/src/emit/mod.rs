@@ -14,11 +14,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
 use cairn_connectors::{
-    Alert, BundleFiles, Change, ChangeKind, EventType, FaultKind, InfraEvent, ServiceNode, Topology,
+    Alert, BundleFiles, Change, ChangeKind, EventType, FaultKind, InfraEvent, ServiceNode,
 };
 
 use crate::alert::Fired;
-use crate::faults::{number, text, Active, Cause};
+use crate::faults::{text, Active, Cause};
 use crate::model::Timeline;
 use crate::rng::Rng;
 use crate::scenario::{Expect, NodeKind, Noise, Scenario, Signal};
@@ -176,7 +176,6 @@ fn topology(cx: &Context<'_>) -> Vec<u8> {
             consumes: &node.consumes,
         })
         .collect();
-    let _ = Topology::default;
     serde_yaml_ng::to_string(&File { services })
         .unwrap_or_default()
         .into_bytes()
@@ -556,7 +555,6 @@ fn events(cx: &Context<'_>, changes: &[Change]) -> Vec<InfraEvent> {
         let name = &cx.world.services[s].name;
         out.push(event(ts, format!("pod/{pod}"), "Pod", "Unhealthy", "Liveness probe failed: Get \"http://10.0.0.1:8080/healthz\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)".to_owned(), true, name));
     }
-    let _ = number;
     out.sort_by(|a, b| (a.ts, &a.object, &a.reason).cmp(&(b.ts, &b.object, &b.reason)));
     out
 }

@@ -183,7 +183,6 @@ impl Tracer<'_> {
         let def = &self.world.edges[e];
         let to = def.to;
         let callee = &self.world.services[to];
-        let caller = &self.world.services[def.from];
         let edge = self.tl.edge(k, e);
         let client_id = self.rng.hex(16);
         let slot = trace.spans.len();
@@ -254,7 +253,6 @@ impl Tracer<'_> {
                 operation_of(callee.kind, &callee.name),
             )
         };
-        let _ = caller;
         trace.spans[slot] = (
             start_ms as i64,
             Span {
