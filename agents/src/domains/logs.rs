@@ -132,6 +132,17 @@ fn classify(message: &str) -> Option<(Signal, bool)> {
     )
 }
 
+/// A line's first line, at most 160 characters, to quote in a reason.
+fn first_line(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(160)
+        .collect()
+}
+
 /// The known service a line names, other than the one that wrote it.
 fn peer_in<'a>(message: &str, own: &str, names: &[&'a str]) -> Option<&'a str> {
     names
@@ -283,13 +294,7 @@ impl Agent for Logs {
                     && (*count as f64) >= 0.5 * t.minutes_after.len() as f64
                     && !t.minutes_before.is_empty()
                 {
-                    let short: String = example
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .chars()
-                        .take(160)
-                        .collect();
+                    let short = first_line(example);
                     out.push(mk(
                         service,
                         Signal::NewErrorTemplate,
@@ -311,13 +316,7 @@ impl Agent for Logs {
             if count < 3 || count < 4 * before.max(1) && before > 0 {
                 continue;
             }
-            let short: String = example
-                .lines()
-                .next()
-                .unwrap_or("")
-                .chars()
-                .take(160)
-                .collect();
+            let short = first_line(&example);
             let from = if writer == service {
                 String::new()
             } else {

@@ -112,9 +112,10 @@ impl Agent for Traces {
             if before.len() < 3 || after.len() < 3 {
                 continue;
             }
-            let (Some(base), Some(mut now)) = (Baseline::of(before), Some(after.clone())) else {
+            let Some(base) = Baseline::of(before) else {
                 continue;
             };
+            let mut now = after.clone();
             now.sort_by(f64::total_cmp);
             let median_after = now[now.len() / 2];
             let z = (median_after - base.median) / base.sigma.max(1.0);
