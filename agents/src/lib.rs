@@ -8,6 +8,7 @@
 //! This crate knows nothing about Slack, HTTP or the terminal: callers render a [`Finding`].
 
 pub mod budget;
+pub mod correction;
 pub mod domains;
 pub mod evidence;
 pub mod hypothesis;

@@ -15,7 +15,7 @@ pub mod set;
 pub mod source;
 pub mod time;
 
-pub use bundle::{Bundle, BundleCounts, BundleError, BundleFiles, BundleMeta};
+pub use bundle::{capture, Bundle, BundleCounts, BundleError, BundleFiles, BundleMeta};
 pub use fault::FaultKind;
 pub use model::*;
 pub use set::{SourceFailure, SourceSet};

@@ -5,12 +5,15 @@ mod fingerprint;
 pub mod migration;
 mod queue;
 mod records;
+mod runbooks;
 mod store;
 
 pub use fingerprint::Fingerprint;
 pub use queue::{backoff, Job, JobState, OutboxMessage, DEFAULT_MAX_ATTEMPTS};
 
 pub use records::{
-    Incident, KnowledgeRecord, NewIncident, Runbook, StoredEvidence, StoredHypothesis,
+    Forget, Incident, InvestigationContext, KnowledgeRecord, NewIncident, Precedent, Runbook,
+    ServiceEntry, ServiceIncident, StoredEvidence, StoredHypothesis,
 };
+pub use runbooks::{parse_runbook, ImportError, ImportReport, RunbookFile};
 pub use store::{Backend, MigrationReport, Store, StoreError};

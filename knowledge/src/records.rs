@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, QueryResult};
 
+use crate::fingerprint::Fingerprint;
 use crate::store::{Store, StoreError};
 
 /// An incident as the rest of Cairn sees it.
@@ -41,16 +42,120 @@ pub struct KnowledgeRecord {
     pub statement: String,
     /// Structured fields (services, fault kind, symptom fingerprint).
     pub fields: serde_json::Value,
-    /// Slack user id of the author.
+    /// Slack user id of who wrote the record (its first version).
     pub author: String,
+    /// Slack user id of who wrote this version (the author, or whoever edited or retracted).
+    pub revised_by: String,
     pub incident_id: Option<i64>,
     /// How it was captured: slack_button, thread_reply, slash_learn, pagerduty…
     pub origin: String,
+    /// The Slack channel and thread it was captured in, when it came from Slack.
+    pub channel: Option<String>,
+    pub thread_ts: Option<String>,
     /// service, team or global.
     pub scope: String,
     /// active, retracted or expired.
     pub status: String,
+    /// When someone should check it still holds.
+    pub review_at: Option<DateTime<Utc>>,
+    /// When this version was written.
     pub created_at: DateTime<Utc>,
+}
+
+impl KnowledgeRecord {
+    /// A draft for [`Store::add_knowledge`]: version 1, active, no channel or review date.
+    pub fn draft(
+        kind: &str,
+        statement: impl Into<String>,
+        fields: serde_json::Value,
+        author: impl Into<String>,
+        origin: &str,
+    ) -> Self {
+        Self {
+            record_id: 0,
+            version: 1,
+            kind: kind.to_owned(),
+            statement: statement.into(),
+            fields,
+            revised_by: String::new(),
+            author: author.into(),
+            incident_id: None,
+            origin: origin.to_owned(),
+            channel: None,
+            thread_ts: None,
+            scope: "global".to_owned(),
+            status: "active".to_owned(),
+            review_at: None,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    /// Services named in the structured fields (`services`).
+    pub fn services(&self) -> Vec<String> {
+        strings(self.fields.get("services").cloned().unwrap_or_default())
+    }
+
+    /// Services the record says were not the cause (`rejected`).
+    pub fn rejected(&self) -> Vec<String> {
+        strings(self.fields.get("rejected").cloned().unwrap_or_default())
+    }
+
+    /// The fault kind named in the structured fields (`fault_kind`).
+    pub fn fault_kind(&self) -> Option<&str> {
+        self.fields.get("fault_kind").and_then(|v| v.as_str())
+    }
+}
+
+/// What `/cairn forget` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Forget {
+    /// The record is retracted now (a new version; the earlier ones stay).
+    Retracted(KnowledgeRecord),
+    /// It was retracted already; nothing changed.
+    AlreadyRetracted(KnowledgeRecord),
+    /// Only the author or an admin may retract it; nothing changed.
+    Refused {
+        author: String,
+    },
+    NotFound,
+}
+
+/// A knowledge record about a past incident, with what that incident looked like: the
+/// material of precedent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Precedent {
+    pub record: KnowledgeRecord,
+    pub incident_title: String,
+    pub incident_created_at: DateTime<Utc>,
+    /// The symptoms of the incident's latest investigation, when it recorded them.
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What an investigation looked at and found, beyond its hypotheses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InvestigationContext {
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: Option<DateTime<Utc>>,
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// A service in the catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceEntry {
+    pub name: String,
+    pub kind: Option<String>,
+    pub team: Option<String>,
+    pub depends_on: Vec<String>,
+}
+
+/// A past incident in which a service was the leading or confirmed suspect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceIncident {
+    pub incident: Incident,
+    pub rank: i32,
+    pub kind: Option<String>,
+    /// open, confirmed or rejected.
+    pub status: String,
 }
 
 /// A runbook as imported.
@@ -87,10 +192,14 @@ fn record_from(r: &QueryResult) -> Result<KnowledgeRecord, StoreError> {
         statement: r.try_get("", "statement")?,
         fields: r.try_get("", "fields")?,
         author: r.try_get("", "author")?,
+        revised_by: r.try_get("", "revised_by")?,
         incident_id: r.try_get("", "incident_id")?,
         origin: r.try_get("", "origin")?,
+        channel: r.try_get("", "channel")?,
+        thread_ts: r.try_get("", "thread_ts")?,
         scope: r.try_get("", "scope")?,
         status: r.try_get("", "status")?,
+        review_at: r.try_get("", "review_at")?,
         created_at: r.try_get("", "created_at")?,
     })
 }
@@ -101,7 +210,11 @@ fn strings(v: serde_json::Value) -> Vec<String> {
 
 const INCIDENT_COLUMNS: &str =
     "id, title, source, source_ref, channel, thread_ts, status, created_at";
-const RECORD_COLUMNS: &str = "record_id, version, kind, statement, fields, author, incident_id, origin, scope, status, created_at";
+/// `author` is who wrote the record (version 1); `revised_by` who wrote this version.
+const RECORD_COLUMNS: &str = "record_id, version, kind, statement, fields, (SELECT f.author FROM knowledge_records f WHERE f.record_id = knowledge_records.record_id AND f.version = 1) AS author, author AS revised_by, incident_id, origin, channel, thread_ts, scope, status, review_at, created_at";
+/// The latest version of each record only.
+const LATEST: &str = "version = (SELECT MAX(v.version) FROM knowledge_records v WHERE v.record_id = knowledge_records.record_id)";
+const INSERT_RECORD: &str = "INSERT INTO knowledge_records (record_id, version, kind, statement, fields, author, incident_id, origin, channel, thread_ts, scope, status, review_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 impl Store {
     /// Opens an incident.
@@ -227,6 +340,27 @@ impl Store {
         Ok(())
     }
 
+    /// Every service in the catalogue, by name.
+    pub async fn services(&self) -> Result<Vec<ServiceEntry>, StoreError> {
+        let rows = self
+            .db()
+            .query_all(self.stmt(
+                "SELECT name, kind, team, depends_on FROM services ORDER BY name",
+                vec![],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ServiceEntry {
+                    name: r.try_get("", "name")?,
+                    kind: r.try_get("", "kind")?,
+                    team: r.try_get("", "team")?,
+                    depends_on: strings(r.try_get("", "depends_on")?),
+                })
+            })
+            .collect()
+    }
+
     /// Service names in the catalogue, sorted.
     pub async fn service_names(&self) -> Result<Vec<String>, StoreError> {
         let rows = self
@@ -236,32 +370,118 @@ impl Store {
         rows.iter().map(|r| Ok(r.try_get("", "name")?)).collect()
     }
 
-    /// Adds a new knowledge record (version 1) and returns it.
+    /// Adds a new knowledge record (version 1, active) and returns it.
     pub async fn add_knowledge(
         &self,
         draft: &KnowledgeRecord,
         now: DateTime<Utc>,
     ) -> Result<KnowledgeRecord, StoreError> {
+        use sea_orm::TransactionTrait;
         // A record's id is the row id of its first version, so ids never collide.
-        let row = self
-            .db()
+        let txn = self.db().begin().await?;
+        let row = txn
             .query_one(self.stmt(
-                "INSERT INTO knowledge_records (record_id, version, kind, statement, fields, author, incident_id, origin, scope, status, created_at) VALUES (0, 1, ?, ?, ?, ?, ?, ?, ?, 'active', ?) RETURNING id",
-                vec![draft.kind.clone().into(), draft.statement.clone().into(), draft.fields.clone().into(), draft.author.clone().into(), draft.incident_id.into(), draft.origin.clone().into(), draft.scope.clone().into(), now.into()],
+                &format!("{INSERT_RECORD} RETURNING id"),
+                vec![
+                    0i64.into(),
+                    1i32.into(),
+                    draft.kind.clone().into(),
+                    draft.statement.clone().into(),
+                    draft.fields.clone().into(),
+                    draft.author.clone().into(),
+                    draft.incident_id.into(),
+                    draft.origin.clone().into(),
+                    draft.channel.clone().into(),
+                    draft.thread_ts.clone().into(),
+                    draft.scope.clone().into(),
+                    "active".into(),
+                    draft.review_at.into(),
+                    now.into(),
+                ],
             ))
             .await?
             .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?;
         let id: i64 = row.try_get("", "id")?;
-        self.exec(
+        txn.execute(self.stmt(
             "UPDATE knowledge_records SET record_id = ? WHERE id = ?",
             vec![id.into(), id.into()],
-        )
+        ))
         .await?;
+        txn.commit().await?;
         self.knowledge(id).await?.ok_or_else(|| {
             StoreError::Database(sea_orm::DbErr::RecordNotFound(format!(
                 "knowledge record {id}"
             )))
         })
+    }
+
+    /// The latest version of every record, newest record first.
+    pub async fn list_knowledge(&self, limit: u32) -> Result<Vec<KnowledgeRecord>, StoreError> {
+        let rows = self
+            .db()
+            .query_all(self.stmt(
+                &format!("SELECT {RECORD_COLUMNS} FROM knowledge_records WHERE {LATEST} ORDER BY record_id DESC LIMIT ?"),
+                vec![i64::from(limit).into()],
+            ))
+            .await?;
+        rows.iter().map(record_from).collect()
+    }
+
+    /// Retracts a record for its author or an admin; anyone else is refused and nothing
+    /// changes. The retraction is a new version: nothing is ever deleted.
+    pub async fn forget(
+        &self,
+        record_id: i64,
+        by: &str,
+        admins: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Forget, StoreError> {
+        let Some(current) = self.knowledge(record_id).await? else {
+            return Ok(Forget::NotFound);
+        };
+        // The author is whoever wrote version 1; later editors do not inherit the right.
+        let author = current.author.clone();
+        if by != author && !admins.iter().any(|a| a == by) {
+            return Ok(Forget::Refused { author });
+        }
+        if current.status == "retracted" {
+            return Ok(Forget::AlreadyRetracted(current));
+        }
+        match self
+            .revise_knowledge(record_id, None, Some("retracted"), by, now)
+            .await?
+        {
+            Some(record) => Ok(Forget::Retracted(record)),
+            None => Ok(Forget::NotFound),
+        }
+    }
+
+    /// Active records about past incidents (corrections, confirmations, root causes), each
+    /// with its incident's title, date and symptom fingerprint.
+    pub async fn precedents(&self) -> Result<Vec<Precedent>, StoreError> {
+        let rows = self
+            .db()
+            .query_all(self.stmt(
+                &format!("SELECT {RECORD_COLUMNS}, (SELECT title FROM incidents WHERE incidents.id = knowledge_records.incident_id) AS incident_title, (SELECT created_at FROM incidents WHERE incidents.id = knowledge_records.incident_id) AS incident_created_at, (SELECT fingerprint FROM investigations WHERE investigations.incident_id = knowledge_records.incident_id ORDER BY investigations.id DESC LIMIT 1) AS incident_fingerprint FROM knowledge_records WHERE {LATEST} AND status = 'active' AND incident_id IS NOT NULL AND kind IN ('correction', 'confirmation', 'root_cause') ORDER BY record_id"),
+                vec![],
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let title: Option<String> = r.try_get("", "incident_title")?;
+            let created: Option<DateTime<Utc>> = r.try_get("", "incident_created_at")?;
+            let (Some(incident_title), Some(incident_created_at)) = (title, created) else {
+                continue;
+            };
+            let fingerprint: Option<serde_json::Value> = r.try_get("", "incident_fingerprint")?;
+            out.push(Precedent {
+                record: record_from(r)?,
+                incident_title,
+                incident_created_at,
+                fingerprint: fingerprint.and_then(|v| serde_json::from_value(v).ok()),
+            });
+        }
+        Ok(out)
     }
 
     /// The latest version of a record.
@@ -299,21 +519,25 @@ impl Store {
             return Ok(None);
         };
         self.exec(
-                "INSERT INTO knowledge_records (record_id, version, kind, statement, fields, author, incident_id, origin, scope, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                vec![
-                    record_id.into(),
-                    (current.version + 1).into(),
-                    current.kind.into(),
-                    statement.map_or(current.statement, str::to_owned).into(),
-                    current.fields.into(),
-                    author.into(),
-                    current.incident_id.into(),
-                    current.origin.into(),
-                    current.scope.into(),
-                    status.map_or(current.status, str::to_owned).into(),
-                    now.into(),
-                ],
-            ).await?;
+            INSERT_RECORD,
+            vec![
+                record_id.into(),
+                (current.version + 1).into(),
+                current.kind.into(),
+                statement.map_or(current.statement, str::to_owned).into(),
+                current.fields.into(),
+                author.into(),
+                current.incident_id.into(),
+                current.origin.into(),
+                current.channel.into(),
+                current.thread_ts.into(),
+                current.scope.into(),
+                status.map_or(current.status, str::to_owned).into(),
+                current.review_at.into(),
+                now.into(),
+            ],
+        )
+        .await?;
         self.knowledge(record_id).await
     }
 
@@ -411,13 +635,18 @@ impl Store {
         hypotheses: &[StoredHypothesis],
         started: DateTime<Utc>,
         finished: DateTime<Utc>,
+        context: &InvestigationContext,
     ) -> Result<i64, StoreError> {
         use sea_orm::TransactionTrait;
         let txn = self.db().begin().await?;
+        let fingerprint = context
+            .fingerprint
+            .as_ref()
+            .map(|f| serde_json::to_value(f).unwrap_or_default());
         let row = txn
             .query_one(self.stmt(
-                "INSERT INTO investigations (incident_id, status, verdict, started_at, finished_at) VALUES (?, 'finished', ?, ?, ?) RETURNING id",
-                vec![incident_id.into(), verdict.into(), started.into(), finished.into()],
+                "INSERT INTO investigations (incident_id, status, verdict, started_at, finished_at, window_start, window_end, fingerprint) VALUES (?, 'finished', ?, ?, ?, ?, ?, ?) RETURNING id",
+                vec![incident_id.into(), verdict.into(), started.into(), finished.into(), context.window_start.into(), context.window_end.into(), fingerprint.into()],
             ))
             .await?
             .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?;
@@ -441,6 +670,58 @@ impl Store {
         }
         txn.commit().await?;
         Ok(investigation)
+    }
+
+    /// The window and fingerprint of an incident's latest investigation.
+    pub async fn investigation_context(
+        &self,
+        incident_id: i64,
+    ) -> Result<Option<InvestigationContext>, StoreError> {
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                "SELECT window_start, window_end, fingerprint FROM investigations WHERE incident_id = ? ORDER BY id DESC LIMIT 1",
+                vec![incident_id.into()],
+            ))
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let fingerprint: Option<serde_json::Value> = r.try_get("", "fingerprint")?;
+        Ok(Some(InvestigationContext {
+            window_start: r.try_get("", "window_start")?,
+            window_end: r.try_get("", "window_end")?,
+            fingerprint: fingerprint.and_then(|v| serde_json::from_value(v).ok()),
+        }))
+    }
+
+    /// Past incidents whose latest investigation ranked `service` first or in which an
+    /// engineer confirmed it, newest first.
+    pub async fn incidents_for_service(
+        &self,
+        service: &str,
+        limit: u32,
+    ) -> Result<Vec<ServiceIncident>, StoreError> {
+        let columns = INCIDENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("i.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = self
+            .db()
+            .query_all(self.stmt(
+                &format!("SELECT {columns}, h.rank AS h_rank, h.kind AS h_kind, h.status AS h_status FROM hypotheses h JOIN incidents i ON i.id = h.incident_id WHERE h.service = ? AND h.investigation_id = (SELECT MAX(v.id) FROM investigations v WHERE v.incident_id = h.incident_id) AND (h.rank = 1 OR h.status = 'confirmed') ORDER BY i.id DESC LIMIT ?"),
+                vec![service.into(), i64::from(limit).into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ServiceIncident {
+                    incident: incident_from(r)?,
+                    rank: r.try_get("", "h_rank")?,
+                    kind: r.try_get("", "h_kind")?,
+                    status: r.try_get("", "h_status")?,
+                })
+            })
+            .collect()
     }
 
     /// The hypotheses of an incident's latest investigation, by rank.

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_knowledge::{
-    backoff, Backend, JobState, KnowledgeRecord, NewIncident, Store, StoredEvidence,
-    StoredHypothesis,
+    backoff, Backend, Fingerprint, Forget, InvestigationContext, JobState, KnowledgeRecord,
+    NewIncident, Store, StoredEvidence, StoredHypothesis,
 };
 use chrono::Duration;
 use chrono::{TimeZone, Utc};
@@ -89,7 +89,340 @@ conformance!(
     runbook_reimport_updates_without_duplicates,
     investigation_round_trip_latest_wins,
     inbound_event_accepted_once_with_its_job,
+    forget_is_for_the_author_and_admins_and_keeps_history,
+    precedents_carry_incident_and_fingerprint_and_drop_retracted,
+    catalogue_and_service_history,
+    runbook_directory_import_is_idempotent,
 );
+
+async fn runbook_directory_import_is_idempotent(store: Store) {
+    store.migrate().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("checkout.md", "---\ntitle: Checkout 5xx\nservices: [checkout]\nalerts: [CheckoutErrors]\ntags: [payments]\n---\nRoll back the last deploy.\n");
+    write(
+        "db/pool.md",
+        "# DB pool exhausted\nRaise the pool, find the slow query.\n",
+    );
+    write("broken.md", "---\ntitle: [oops\n---\n");
+    write("notes.txt", "not a runbook");
+    let first = store.import_runbooks(dir.path(), t0()).await.unwrap();
+    assert_eq!(
+        (first.added, first.updated, first.unchanged),
+        (2, 0, 0),
+        "{first}"
+    );
+    assert_eq!(first.skipped.len(), 1);
+    assert!(
+        first.skipped[0].starts_with("broken.md: front matter line"),
+        "{:?}",
+        first.skipped
+    );
+    let again = store
+        .import_runbooks(dir.path(), t0() + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.added, again.updated, again.unchanged),
+        (0, 0, 2),
+        "{again}"
+    );
+    write("checkout.md", "---\ntitle: Checkout 5xx\nservices: [checkout, cart]\n---\nRoll back, then page payments.\n");
+    let changed = store
+        .import_runbooks(dir.path(), t0() + Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (changed.added, changed.updated, changed.unchanged),
+        (0, 1, 1),
+        "{changed}"
+    );
+    let all = store.runbooks().await.unwrap();
+    assert_eq!(all.len(), 2, "re-import adds nothing");
+    let checkout = all.iter().find(|r| r.title == "Checkout 5xx").unwrap();
+    assert_eq!(checkout.services, vec!["checkout", "cart"]);
+    assert_eq!(checkout.updated_at, t0() + Duration::minutes(2));
+    let pool = all.iter().find(|r| r.title == "DB pool exhausted").unwrap();
+    assert_eq!(pool.updated_at, t0(), "an unchanged file keeps its date");
+    let missing = store
+        .import_runbooks(&dir.path().join("nope"), t0())
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .starts_with("cannot read runbook directory"),
+        "{missing}"
+    );
+}
+
+fn record(kind: &str, statement: &str, author: &str, incident: Option<i64>) -> KnowledgeRecord {
+    KnowledgeRecord {
+        incident_id: incident,
+        channel: Some("C1".into()),
+        thread_ts: Some("1700000000.000100".into()),
+        ..KnowledgeRecord::draft(
+            kind,
+            statement,
+            serde_json::json!({"services": ["cart-cache"], "rejected": ["checkout"], "fault_kind": "cache_failure"}),
+            author,
+            "thread_reply",
+        )
+    }
+}
+
+async fn forget_is_for_the_author_and_admins_and_keeps_history(store: Store) {
+    store.migrate().await.unwrap();
+    let admins = vec!["UADMIN".to_owned()];
+    let a = store
+        .add_knowledge(
+            &record("fact", "cart-cache evicts under load", "U1AAA", None),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.channel.as_deref(), a.services()),
+        (Some("C1"), vec!["cart-cache".to_owned()])
+    );
+    assert_eq!(
+        store
+            .forget(a.record_id, "U2BBB", &admins, t0())
+            .await
+            .unwrap(),
+        Forget::Refused {
+            author: "U1AAA".into()
+        }
+    );
+    assert_eq!(
+        store.knowledge(a.record_id).await.unwrap().unwrap().status,
+        "active",
+        "a refusal changes nothing"
+    );
+    // An edit by someone else does not make them the author.
+    store
+        .revise_knowledge(
+            a.record_id,
+            Some("cart-cache evicts hot keys"),
+            None,
+            "U2BBB",
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .forget(a.record_id, "U2BBB", &admins, t0())
+            .await
+            .unwrap(),
+        Forget::Refused { .. }
+    ));
+    let Forget::Retracted(r) = store
+        .forget(a.record_id, "U1AAA", &admins, t0())
+        .await
+        .unwrap()
+    else {
+        panic!("author may forget")
+    };
+    assert_eq!(
+        (r.status.as_str(), r.version, r.revised_by.as_str()),
+        ("retracted", 3, "U1AAA")
+    );
+    assert!(matches!(
+        store
+            .forget(a.record_id, "U1AAA", &admins, t0())
+            .await
+            .unwrap(),
+        Forget::AlreadyRetracted(_)
+    ));
+    let b = store
+        .add_knowledge(&record("fact", "other", "U1AAA", None), t0())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store
+                .forget(b.record_id, "UADMIN", &admins, t0())
+                .await
+                .unwrap(),
+            Forget::Retracted(_)
+        ),
+        "admins may forget any record"
+    );
+    assert_eq!(
+        store
+            .forget(999_999, "UADMIN", &admins, t0())
+            .await
+            .unwrap(),
+        Forget::NotFound
+    );
+    assert_eq!(
+        store.knowledge_history(a.record_id).await.unwrap().len(),
+        3,
+        "nothing deleted"
+    );
+    let listed = store.list_knowledge(10).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.record_id, r.version, r.status.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(b.record_id, 2, "retracted"), (a.record_id, 3, "retracted")],
+        "latest versions only, newest record first"
+    );
+}
+
+async fn precedents_carry_incident_and_fingerprint_and_drop_retracted(store: Store) {
+    store.migrate().await.unwrap();
+    let incident = store
+        .create_incident(
+            &NewIncident {
+                title: "Checkout 5xx".into(),
+                source: "pagerduty".into(),
+                source_ref: "P1".into(),
+                channel: None,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let mut fingerprint = Fingerprint::default();
+    fingerprint.add("cart-cache|cache_misses", 0.9);
+    let context = InvestigationContext {
+        window_start: Some(t0()),
+        window_end: Some(t0()),
+        fingerprint: Some(fingerprint.clone()),
+    };
+    store
+        .save_investigation(incident.id, "root_cause_found", &[], t0(), t0(), &context)
+        .await
+        .unwrap();
+    let kept = store
+        .add_knowledge(
+            &record(
+                "correction",
+                "cache, not checkout",
+                "U1AAA",
+                Some(incident.id),
+            ),
+            t0(),
+        )
+        .await
+        .unwrap();
+    let gone = store
+        .add_knowledge(
+            &record("confirmation", "confirmed", "U1AAA", Some(incident.id)),
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .add_knowledge(
+            &record("fact", "no incident, no precedent", "U1AAA", None),
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .forget(gone.record_id, "U1AAA", &[], t0())
+        .await
+        .unwrap();
+    let got = store.precedents().await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].record.record_id, kept.record_id);
+    assert_eq!(
+        (got[0].incident_title.as_str(), got[0].fingerprint.as_ref()),
+        ("Checkout 5xx", Some(&fingerprint))
+    );
+    assert_eq!(got[0].record.rejected(), vec!["checkout".to_owned()]);
+    assert_eq!(got[0].record.fault_kind(), Some("cache_failure"));
+}
+
+async fn catalogue_and_service_history(store: Store) {
+    store.migrate().await.unwrap();
+    store
+        .upsert_service(
+            "checkout",
+            Some("service"),
+            Some("shop"),
+            &["cart-cache".to_owned()],
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .upsert_service("cart-cache", Some("cache"), None, &[], t0())
+        .await
+        .unwrap();
+    let all = store.services().await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        vec!["cart-cache", "checkout"]
+    );
+    assert_eq!(all[1].depends_on, vec!["cart-cache".to_owned()]);
+    let incident = store
+        .create_incident(
+            &NewIncident {
+                title: "Checkout 5xx".into(),
+                source: "slack".into(),
+                source_ref: "Ev1".into(),
+                channel: None,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let hyp = |rank: i32, service: &str| StoredHypothesis {
+        rank,
+        service: service.into(),
+        kind: Some("cache_failure".into()),
+        confidence: 0.7,
+        status: "open".into(),
+        evidence: vec![],
+    };
+    store
+        .save_investigation(
+            incident.id,
+            "root_cause_found",
+            &[hyp(1, "cart-cache"), hyp(2, "checkout")],
+            t0(),
+            t0(),
+            &InvestigationContext::default(),
+        )
+        .await
+        .unwrap();
+    let past = store.incidents_for_service("cart-cache", 10).await.unwrap();
+    assert_eq!(past.len(), 1);
+    assert_eq!(
+        (past[0].incident.id, past[0].rank, past[0].kind.as_deref()),
+        (incident.id, 1, Some("cache_failure"))
+    );
+    assert!(
+        store
+            .incidents_for_service("checkout", 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "rank 2 and undecided: not its incident"
+    );
+    store
+        .decide_hypothesis(incident.id, 2, "confirmed", "U1", t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .incidents_for_service("checkout", 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "confirmed counts"
+    );
+}
 
 async fn inbound_event_accepted_once_with_its_job(store: Store) {
     store.migrate().await.unwrap();
@@ -121,15 +454,15 @@ async fn inbound_event_accepted_once_with_its_job(store: Store) {
 async fn migrate_fresh_then_idempotent(store: Store) {
     let first = store.migrate().await.unwrap();
     assert_eq!(first.applied.len(), first.total);
-    assert_eq!(first.total, 11);
+    assert_eq!(first.total, 12);
     assert!(
-        first.to_string().starts_with("applied 11 migrations"),
+        first.to_string().starts_with("applied 12 migrations"),
         "{first}"
     );
     assert!(store.pending_migrations().await.unwrap().is_empty());
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());
-    assert_eq!(again.to_string(), "database is up to date (11 migrations)");
+    assert_eq!(again.to_string(), "database is up to date (12 migrations)");
     store.ping().await.unwrap();
 }
 
@@ -433,17 +766,15 @@ async fn service_catalogue_upserts(store: Store) {
 async fn knowledge_edits_add_versions_and_retraction_keeps_rows(store: Store) {
     store.migrate().await.unwrap();
     let draft = KnowledgeRecord {
-        record_id: 0,
-        version: 0,
-        kind: "correction".into(),
-        statement: "root cause was the cache eviction on cart-cache, not checkout".into(),
-        fields: serde_json::json!({"services": ["cart-cache"], "fault_kind": "cache_failure"}),
-        author: "U1AAA".into(),
         incident_id: Some(7),
-        origin: "thread_reply".into(),
         scope: "service".into(),
-        status: "active".into(),
-        created_at: t0(),
+        ..KnowledgeRecord::draft(
+            "correction",
+            "root cause was the cache eviction on cart-cache, not checkout",
+            serde_json::json!({"services": ["cart-cache"], "fault_kind": "cache_failure"}),
+            "U1AAA",
+            "thread_reply",
+        )
     };
     let first = store.add_knowledge(&draft, t0()).await.unwrap();
     let second = store.add_knowledge(&draft, t0()).await.unwrap();
@@ -463,6 +794,11 @@ async fn knowledge_edits_add_versions_and_retraction_keeps_rows(store: Store) {
     assert_eq!(
         (edited.version, edited.statement.as_str()),
         (2, "cart-cache evictions")
+    );
+    assert_eq!(
+        (edited.author.as_str(), edited.revised_by.as_str()),
+        ("U1AAA", "U2BBB"),
+        "the author stays; the editor is recorded"
     );
     let retracted = store
         .revise_knowledge(first.record_id, None, Some("retracted"), "U1AAA", t0())
@@ -555,6 +891,13 @@ async fn investigation_round_trip_latest_wins(store: Store) {
         channel: Some("C1".into()),
     };
     let incident = store.create_incident(&new, t0()).await.unwrap();
+    let mut fingerprint = Fingerprint::default();
+    fingerprint.add("checkout|errors", 0.7);
+    let context = InvestigationContext {
+        window_start: Some(t0()),
+        window_end: Some(t0() + Duration::hours(1)),
+        fingerprint: Some(fingerprint),
+    };
     let hyp = |rank: i32, service: &str| StoredHypothesis {
         rank,
         service: service.into(),
@@ -577,6 +920,7 @@ async fn investigation_round_trip_latest_wins(store: Store) {
             &[hyp(1, "old")],
             t0(),
             t0(),
+            &InvestigationContext::default(),
         )
         .await
         .unwrap();
@@ -587,9 +931,15 @@ async fn investigation_round_trip_latest_wins(store: Store) {
             &[hyp(2, "payments"), hyp(1, "checkout")],
             t0(),
             t0(),
+            &context,
         )
         .await
         .unwrap();
+    assert_eq!(
+        store.investigation_context(incident.id).await.unwrap(),
+        Some(context.clone()),
+        "window and fingerprint kept with the latest investigation"
+    );
     let got = store.hypotheses(incident.id).await.unwrap();
     assert_eq!(
         got,

@@ -1,6 +1,8 @@
 //! The telemetry-bundle source: a directory in bundle format v1 (`shared/spec/bundle.md`),
-//! streamed once at open into an in-memory index and served through [`DataSource`].
+//! streamed once at open into an in-memory index and served through [`DataSource`]; and
+//! [`capture`], which writes what any source answers for a window as such a bundle.
 
+mod capture;
 mod files;
 mod index;
 mod openmetrics;
@@ -22,6 +24,8 @@ use crate::model::{
 use crate::source::{DataSource, SourceError};
 use files::{FileLines, KnownFile, Origin};
 use index::{SeriesIndex, SpanIndex, Timed, Timeline};
+
+pub use capture::capture;
 
 /// Why a bundle could not be opened.
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ mod m0008_runbooks;
 mod m0009_processed_events;
 mod m0010_jobs;
 mod m0011_outbox;
+mod m0012_investigation_context;
 
 /// The surrogate key every table starts with: a 64-bit auto-incrementing `id`.
 fn id_column() -> ColumnDef {
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_processed_events::Migration),
             Box::new(m0010_jobs::Migration),
             Box::new(m0011_outbox::Migration),
+            Box::new(m0012_investigation_context::Migration),
         ]
     }
 }
