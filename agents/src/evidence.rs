@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
 
-use cairn_connectors::TimeWindow;
+use cairn_connectors::{FaultKind, TimeWindow};
 
 /// Which specialist found a piece of evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -23,6 +23,7 @@ pub enum Domain {
 }
 
 impl Domain {
+    /// Its snake_case name, as serialized.
     pub fn as_str(self) -> &'static str {
         match self {
             Domain::Changes => "changes",
@@ -92,6 +93,56 @@ pub enum Signal {
     Precedent,
 }
 
+impl Signal {
+    /// Its snake_case name, as serialized (`cache_misses`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Errors => "errors",
+            Signal::Latency => "latency",
+            Signal::Load => "load",
+            Signal::Anomaly => "anomaly",
+            Signal::Deploy => "deploy",
+            Signal::ConfigChange => "config_change",
+            Signal::NewErrorTemplate => "new_error_template",
+            Signal::MemoryGrowth => "memory_growth",
+            Signal::OomKill => "oom_kill",
+            Signal::Restart => "restart",
+            Signal::CpuSaturation => "cpu_saturation",
+            Signal::PoolExhaustion => "pool_exhaustion",
+            Signal::SlowQueries => "slow_queries",
+            Signal::ExternalLatency => "external_latency",
+            Signal::RateLimited => "rate_limited",
+            Signal::PacketLoss => "packet_loss",
+            Signal::DnsFailure => "dns_failure",
+            Signal::TlsFailure => "tls_failure",
+            Signal::DiskFull => "disk_full",
+            Signal::NodeFailure => "node_failure",
+            Signal::CacheMisses => "cache_misses",
+            Signal::ConsumerLag => "consumer_lag",
+            Signal::TraceOrigin => "trace_origin",
+            Signal::Precedent => "precedent",
+        }
+    }
+}
+
+/// Whether an observation argues for its service being the cause, or against it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stance {
+    /// It points at the service (every agent's finding about the present).
+    #[default]
+    Supports,
+    /// It points away from the service: engineers rejected it as the cause of a similar
+    /// incident. Ranking lowers the service's confidence by it instead of adding to it.
+    Contradicts,
+}
+
+impl Stance {
+    fn is_supports(&self) -> bool {
+        *self == Stance::Supports
+    }
+}
+
 /// One observation: what was seen, where, compared to what.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evidence {
@@ -119,11 +170,27 @@ pub struct Evidence {
     /// The signal around the onset, a few dozen points, for a sparkline.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trend: Vec<f64>,
+    /// For or against the service (only precedent argues against).
+    #[serde(skip_serializing_if = "Stance::is_supports")]
+    pub stance: Stance,
+    /// The error-log template (variables masked) a new-template finding is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The past incident a precedent finding refers to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident_ref: Option<i64>,
+    /// The knowledge record a precedent finding rests on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_ref: Option<i64>,
+    /// The fault kind the evidence names outright (engineers recorded it), rather than one
+    /// inferred from its signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names_kind: Option<FaultKind>,
 }
 
 impl Evidence {
-    /// Evidence with the required parts; observed and baseline 0, no onset, link or trend
-    /// (set them with struct update syntax).
+    /// Evidence with the required parts; observed and baseline 0, supporting its service, no
+    /// onset, link, trend, template or references (set them with struct update syntax).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         domain: Domain,
@@ -149,6 +216,11 @@ impl Evidence {
             reason: reason.into(),
             link: None,
             trend: Vec::new(),
+            stance: Stance::Supports,
+            template: None,
+            incident_ref: None,
+            record_ref: None,
+            names_kind: None,
         }
     }
 }
@@ -197,5 +269,47 @@ impl Ledger {
     /// Whether nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_are_their_serialized_names() {
+        // Fingerprints are stored with these names: they must not drift.
+        let all = [
+            Signal::Errors,
+            Signal::Latency,
+            Signal::Load,
+            Signal::Anomaly,
+            Signal::Deploy,
+            Signal::ConfigChange,
+            Signal::NewErrorTemplate,
+            Signal::MemoryGrowth,
+            Signal::OomKill,
+            Signal::Restart,
+            Signal::CpuSaturation,
+            Signal::PoolExhaustion,
+            Signal::SlowQueries,
+            Signal::ExternalLatency,
+            Signal::RateLimited,
+            Signal::PacketLoss,
+            Signal::DnsFailure,
+            Signal::TlsFailure,
+            Signal::DiskFull,
+            Signal::NodeFailure,
+            Signal::CacheMisses,
+            Signal::ConsumerLag,
+            Signal::TraceOrigin,
+            Signal::Precedent,
+        ];
+        for signal in all {
+            assert_eq!(
+                serde_json::to_value(signal).ok(),
+                Some(serde_json::Value::from(signal.as_str()))
+            );
+        }
     }
 }

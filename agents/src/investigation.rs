@@ -3,16 +3,19 @@
 //! the ranking is stable or the budget is spent. It abstains when nothing beats the noise.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde::Serialize;
 
-use cairn_connectors::{DataSource, SourceError, Topology};
+use cairn_connectors::{DataSource, SourceError, TimeWindow, Topology};
+use cairn_knowledge::Fingerprint;
 
 use crate::budget::{Budget, Metered};
+use crate::domains::precedent::{self, PastCase};
 use crate::domains::{self, Agent, Context, ONSET_LEAD_MS};
-use crate::evidence::{Domain, Evidence, Ledger, Signal};
+use crate::evidence::{Domain, Evidence, Ledger, Signal, Stance};
 use crate::hypothesis::{Confidence, FaultKind, Hypothesis, HypothesisStatus};
 use crate::incident::Incident;
 use crate::progress::{Progress, ProgressSink};
@@ -23,6 +26,12 @@ pub const CONFIDENCE_THRESHOLD: f64 = 0.5;
 const SUSPECTS: usize = 6;
 /// Evidence items kept per hypothesis.
 const EVIDENCE_PER_HYPOTHESIS: usize = 6;
+/// The most a service with nothing but precedent can reach: history alone is a lead to
+/// check, not a claim.
+const PRECEDENT_ALONE: f64 = 0.4;
+/// How much of a rejection's strength comes off a service's confidence (a rejection as
+/// strong as it gets halves it).
+const REJECTION_WEIGHT: f64 = 0.5;
 
 /// Why an investigation could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +61,9 @@ pub struct Finding {
     pub queries: usize,
     /// Rounds run (1 = the survey only).
     pub rounds: u32,
+    /// The symptoms found, from the ledger after the last round ([`precedent::fingerprint`]):
+    /// what a later incident is compared with.
+    pub fingerprint: Fingerprint,
 }
 
 /// How to run an investigation.
@@ -59,6 +71,9 @@ pub struct Finding {
 pub struct Options {
     pub budget: Budget,
     pub progress: ProgressSink,
+    /// Past incidents and what engineers recorded about them (none by default); those whose
+    /// symptoms resemble this incident's weigh in on the ranking.
+    pub precedents: Arc<Vec<PastCase>>,
 }
 
 /// Investigates `incident` against `sources` with the default budget and no progress stream.
@@ -92,6 +107,13 @@ pub async fn investigate_with(
     progress.send(Progress::RoundStarted { round: 1 });
     let mut per_agent: BTreeMap<&'static str, usize> = BTreeMap::new();
     run_round(&agents, &cx, &ledger, progress, &mut per_agent, None).await;
+    recall_precedents(
+        incident.window,
+        &options.precedents,
+        &ledger,
+        progress,
+        &mut per_agent,
+    );
     let mut ranking = rank(
         &ledger.snapshot(),
         &cx.topology,
@@ -170,7 +192,28 @@ pub async fn investigate_with(
         checked,
         queries: metered.queries(),
         rounds,
+        fingerprint: precedent::fingerprint(&ledger.snapshot()),
     })
+}
+
+/// The precedent step, between round 1 and the first ranking: the symptoms surveyed so far
+/// against the past cases. What the alike ones recorded joins the ledger, so a recalled cause
+/// is examined in the later rounds like any other suspect.
+fn recall_precedents(
+    window: TimeWindow,
+    cases: &[PastCase],
+    ledger: &Ledger,
+    progress: &ProgressSink,
+    per_agent: &mut BTreeMap<&'static str, usize>,
+) {
+    let started = Instant::now();
+    progress.send(Progress::AgentStarted {
+        agent: precedent::NAME,
+    });
+    let found = precedent::recall(&precedent::fingerprint(&ledger.snapshot()), cases, window);
+    report(progress, precedent::NAME, &found, started.elapsed(), None);
+    *per_agent.entry(precedent::NAME).or_default() += found.len();
+    ledger.record(found);
 }
 
 /// Runs every agent at once (survey, or examine when `examine` is given), each within the
@@ -209,26 +252,37 @@ async fn run_round(
             Err(e) => (Vec::new(), Some(e)),
         };
         if examine.is_none() || !found.is_empty() {
-            for e in found.iter().filter(|e| e.score >= 0.3).take(5) {
-                progress.send(Progress::EvidenceFound {
-                    agent: name,
-                    service: e.service.clone(),
-                    reason: e.reason.clone(),
-                });
-            }
-            progress.send(Progress::AgentFinished {
-                agent: name,
-                evidence: found.len(),
-                elapsed_ms: elapsed.as_millis() as u64,
-                error,
-            });
+            report(progress, name, &found, elapsed, error);
         }
         *per_agent.entry(name).or_default() += found.len();
         ledger.record(found);
     }
 }
 
-fn cx_time_left(cx: &Context<'_>) -> std::time::Duration {
+/// Reports what an agent found (the clear findings, up to five) and that it finished.
+fn report(
+    progress: &ProgressSink,
+    agent: &'static str,
+    found: &[Evidence],
+    elapsed: Duration,
+    error: Option<String>,
+) {
+    for e in found.iter().filter(|e| e.score >= 0.3).take(5) {
+        progress.send(Progress::EvidenceFound {
+            agent,
+            service: e.service.clone(),
+            reason: e.reason.clone(),
+        });
+    }
+    progress.send(Progress::AgentFinished {
+        agent,
+        evidence: found.len(),
+        elapsed_ms: elapsed.as_millis() as u64,
+        error,
+    });
+}
+
+fn cx_time_left(cx: &Context<'_>) -> Duration {
     cx.deadline.saturating_duration_since(Instant::now())
 }
 
@@ -260,7 +314,7 @@ fn announce(progress: &ProgressSink, previous: &[Hypothesis], current: &[Hypothe
 }
 
 /// Signals that name a cause in the service itself, as opposed to symptoms it may inherit.
-fn is_cause(signal: Signal) -> bool {
+pub(crate) fn is_cause(signal: Signal) -> bool {
     !matches!(
         signal,
         Signal::Errors
@@ -301,6 +355,8 @@ fn kind_of(evidence: &[&Evidence], change_aligned: bool, load_origin: bool) -> O
             Signal::RateLimited => Some(FaultKind::RateLimited),
             Signal::ConsumerLag => Some(FaultKind::QueueBacklog),
             Signal::Load if load_origin => Some(FaultKind::TrafficSpike),
+            // What engineers recorded for a similar incident.
+            Signal::Precedent => e.names_kind,
             _ => None,
         };
         if let Some(kind) = kind {
@@ -327,6 +383,12 @@ fn kind_of(evidence: &[&Evidence], change_aligned: bool, load_origin: bool) -> O
 /// domains builds confidence. Then the tests of the later rounds: a change counts only when
 /// the service it touched is in trouble; a service whose dependency is in trouble that
 /// started no later is a likely victim; traffic is blamed on where it enters.
+///
+/// Precedent is one more domain: the cause engineers recorded for a similar incident is a
+/// witness, but alone (nothing in the present on that service) it reaches only a moderate
+/// confidence, and it does not change who is whose victim. A service engineers rejected for
+/// a similar incident loses confidence in proportion to the rejection's strength, and ranks
+/// below a service confirmed for an incident at least as similar that shows trouble now.
 pub fn rank(
     evidence: &[Evidence],
     topology: &Topology,
@@ -334,8 +396,18 @@ pub fn rank(
     page_ms: i64,
 ) -> Vec<Hypothesis> {
     let mut by_service: BTreeMap<&str, Vec<&Evidence>> = BTreeMap::new();
+    // Rejections for similar incidents, the strongest per service.
+    let mut rejections: BTreeMap<&str, &Evidence> = BTreeMap::new();
     for e in evidence.iter().filter(|e| e.score > 0.0) {
-        by_service.entry(e.service.as_str()).or_default().push(e);
+        match e.stance {
+            Stance::Supports => by_service.entry(e.service.as_str()).or_default().push(e),
+            Stance::Contradicts => {
+                let strongest = rejections.entry(e.service.as_str()).or_insert(e);
+                if e.score > strongest.score {
+                    *strongest = e;
+                }
+            }
+        }
     }
     let callers_of =
         |s: &str| -> Vec<String> { topology.callers(s).map(|n| n.name.clone()).collect() };
@@ -349,6 +421,10 @@ pub fn rank(
     struct Assessed<'a> {
         service: &'a str,
         score: f64,
+        /// The score from the present alone (without precedent).
+        present: f64,
+        /// The strongest precedent for it.
+        confirmed: f64,
         cause: f64,
         onset: Option<i64>,
         change_aligned: bool,
@@ -359,7 +435,12 @@ pub fn rank(
     for (&service, items) in &by_service {
         let trouble = items
             .iter()
-            .filter(|e| !matches!(e.domain, Domain::Changes | Domain::Topology))
+            .filter(|e| {
+                !matches!(
+                    e.domain,
+                    Domain::Changes | Domain::Topology | Domain::Precedent
+                )
+            })
             .map(|e| e.score)
             .fold(0.0, f64::max);
         let onset = items
@@ -397,41 +478,29 @@ pub fn rank(
             let slot = best.entry(e.domain).or_default();
             *slot = slot.max(score * weight);
         }
-        // Witnesses are not fully independent (one blip shows in several domains): the
-        // strongest counts in full, the next less, the rest little.
-        let mut ordered: Vec<f64> = best.values().copied().collect();
-        ordered.sort_by(|a, b| b.total_cmp(a));
-        let weights = [1.0, 0.8, 0.5, 0.3];
-        let mut score = 1.0
-            - ordered.iter().enumerate().fold(1.0, |acc, (i, s)| {
-                acc * (1.0 - s.clamp(0.0, 0.99) * weights[i.min(3)])
-            });
-        let witnesses = best
-            .iter()
-            .filter(|(d, s)| **d != Domain::Topology && **s >= 0.25)
-            .count();
-        if witnesses <= 1 {
-            score *= 0.75;
+        let confirmed = best.get(&Domain::Precedent).copied().unwrap_or(0.0);
+        let mut present_best = best.clone();
+        present_best.remove(&Domain::Precedent);
+        let present = combine_witnesses(&present_best);
+        let mut score = combine_witnesses(&best);
+        if present_best.is_empty() {
+            score = score.min(PRECEDENT_ALONE);
         }
-        // Weak signals, however many, do not make a claim: one witness must be clear.
-        let strongest = best
-            .iter()
-            .filter(|(d, _)| **d != Domain::Topology)
-            .map(|(_, s)| *s)
-            .fold(0.0, f64::max);
-        score = score.min(strongest + 0.1);
         let cause = items
             .iter()
             .filter(|e| {
-                is_cause(e.signal)
-                    || (e.domain == Domain::Changes && change_aligned)
-                    || (e.signal == Signal::Load && load_origin)
+                e.domain != Domain::Precedent
+                    && (is_cause(e.signal)
+                        || (e.domain == Domain::Changes && change_aligned)
+                        || (e.signal == Signal::Load && load_origin))
             })
             .map(|e| e.score)
             .fold(0.0, f64::max);
         assessed.push(Assessed {
             service,
             score,
+            present,
+            confirmed,
             cause,
             onset,
             change_aligned,
@@ -440,13 +509,15 @@ pub fn rank(
         });
     }
 
-    // Victims: a dependency (up to three hops down) in as much trouble, no later.
+    // Victims: a dependency (up to three hops down) in as much trouble, no later. Trouble
+    // is the present's: history does not make anyone a victim.
     let scores: BTreeMap<&str, (f64, f64, Option<i64>)> = assessed
         .iter()
-        .map(|a| (a.service, (a.score, a.cause, a.onset)))
+        .map(|a| (a.service, (a.present, a.cause, a.onset)))
         .collect();
     let mut hypotheses = Vec::new();
     let mut causes = Vec::new();
+    let mut standing: Vec<Standing> = Vec::new();
     for a in &assessed {
         let mut score = a.score;
         let mut contradicting = Vec::new();
@@ -468,7 +539,7 @@ pub fn rank(
                     _ => true,
                 } || dep_cause >= 0.8 && a.cause < 0.5;
                 let explains =
-                    dep_score >= 0.6 * a.score || dep_cause >= 0.5 && dep_cause >= a.cause;
+                    dep_score >= 0.6 * a.present || dep_cause >= 0.5 && dep_cause >= a.cause;
                 if earlier && explains && worst.is_none_or(|(_, w)| dep_score > w) {
                     worst = Some((dep, dep_score));
                 }
@@ -489,7 +560,7 @@ pub fn rank(
                 score *= factor;
                 contradicting.push(Evidence {
                     observed: dep_score,
-                    baseline: a.score,
+                    baseline: a.present,
                     ..Evidence::new(Domain::Topology, Signal::Anomaly, a.service.to_owned(), "topology".to_owned(), format!("dependencies of {} in trouble", a.service), a.evidence[0].window, 1.0 - factor, format!("its dependency {dep} is in trouble too, and no later: {} may be a victim", a.service))
                 });
             }
@@ -536,17 +607,24 @@ pub fn rank(
         if entry == Some(a.service) && a.cause >= 0.5 {
             score = (score * 1.05).min(1.0);
         }
+        // Engineers rejected it as the cause of a similar incident.
+        let rejected = rejections.get(a.service).map_or(0.0, |r| r.score.min(1.0));
+        if let Some(r) = rejections.get(a.service) {
+            score *= 1.0 - REJECTION_WEIGHT * rejected;
+            contradicting.push((*r).clone());
+        }
         let mut supporting: Vec<Evidence> = a.evidence.iter().map(|e| (*e).clone()).collect();
         supporting.sort_by(|x, y| {
             y.score
                 .total_cmp(&x.score)
                 .then_with(|| x.domain.cmp(&y.domain))
         });
-        // Keep the strongest, but at least one per domain.
+        // Keep the strongest, but at least one per domain, and always what engineers recorded.
         let mut kept: Vec<Evidence> = Vec::new();
         for e in &supporting {
-            if kept.len() < EVIDENCE_PER_HYPOTHESIS
-                && (kept.len() < 3 || !kept.iter().any(|k| k.domain == e.domain))
+            let new_domain = !kept.iter().any(|k| k.domain == e.domain);
+            if kept.len() < EVIDENCE_PER_HYPOTHESIS && (kept.len() < 3 || new_domain)
+                || e.domain == Domain::Precedent && new_domain
             {
                 kept.push(e.clone());
             }
@@ -569,6 +647,38 @@ pub fn rank(
             status: HypothesisStatus::Open,
         });
         causes.push(a.cause);
+        standing.push(Standing {
+            confirmed: a.confirmed,
+            rejected,
+            present: a.evidence.iter().any(|e| e.domain != Domain::Precedent),
+        });
+    }
+    // An engineer's correction holds: a service rejected for a similar incident ranks below
+    // one confirmed for an incident at least as similar that shows trouble now. (A service
+    // more rejected than confirmed never counts as confirmed, so nothing capped here caps
+    // another.)
+    let caps: Vec<Option<f64>> = standing
+        .iter()
+        .map(|r| {
+            if !r.is_rejected() {
+                return None;
+            }
+            standing
+                .iter()
+                .zip(&hypotheses)
+                .filter(|(c, _)| {
+                    c.present
+                        && c.is_confirmed()
+                        && c.confirmed + 1e-9 >= r.rejected.min(precedent::MOST_SAID)
+                })
+                .map(|(_, h)| h.confidence.get() - 0.02)
+                .reduce(f64::min)
+        })
+        .collect();
+    for (h, cap) in hypotheses.iter_mut().zip(caps) {
+        if let Some(cap) = cap.filter(|c| *c < h.confidence.get()) {
+            h.confidence = Confidence::new(cap);
+        }
     }
     // Ties (confidence saturates) go to the service with the stronger cause of its own.
     let mut order: Vec<usize> = (0..hypotheses.len()).collect();
@@ -586,7 +696,12 @@ pub fn rank(
     if let Some(entry) = entry {
         let paged = by_service.get(entry).map_or(0.0, |ev| {
             ev.iter()
-                .filter(|e| !matches!(e.domain, Domain::Changes | Domain::Topology))
+                .filter(|e| {
+                    !matches!(
+                        e.domain,
+                        Domain::Changes | Domain::Topology | Domain::Precedent
+                    )
+                })
                 .map(|e| e.score)
                 .fold(0.0, f64::max)
         });
@@ -598,22 +713,35 @@ pub fn rank(
             }
         }
     }
+    let standing: Vec<Standing> = order.iter().map(|&i| standing[i]).collect();
     let mut slots: Vec<Option<Hypothesis>> = hypotheses.into_iter().map(Some).collect();
     let mut hypotheses: Vec<Hypothesis> =
         order.into_iter().filter_map(|i| slots[i].take()).collect();
-    // A failed node takes several services down at once; of those, the one nearest the
-    // paged service is the one the page is about.
+    // A failed node takes several services down at once; of those, the one engineers
+    // confirmed for a similar incident, else the one nearest the paged service, is the one
+    // the page is about (never one they rejected).
     if let (Some(entry), Some(top)) = (entry, hypotheses.first()) {
         if top.kind == Some(FaultKind::NodeFailure) {
             let reach = crate::domains::topology::downstream(topology, entry);
             let lost: Vec<usize> = (0..hypotheses.len())
                 .filter(|&i| {
-                    hypotheses[i]
-                        .supporting
-                        .iter()
-                        .any(|e| e.signal == Signal::NodeFailure)
+                    !standing[i].is_rejected()
+                        && hypotheses[i]
+                            .supporting
+                            .iter()
+                            .any(|e| e.signal == Signal::NodeFailure)
                 })
                 .collect();
+            let confirmed = lost
+                .iter()
+                .copied()
+                .filter(|&i| standing[i].is_confirmed())
+                .max_by(|&i, &j| {
+                    standing[i]
+                        .confirmed
+                        .total_cmp(&standing[j].confirmed)
+                        .then(j.cmp(&i))
+                });
             // The paged service itself only when nothing else it calls lost pods nearby.
             let hops = |i: usize| {
                 reach
@@ -626,16 +754,70 @@ pub fn rank(
                 .copied()
                 .filter(|&i| (1..=2).contains(&hops(i)))
                 .min_by_key(|&i| (hops(i), i));
-            let best = below.or_else(|| lost.iter().copied().min_by_key(|&i| (hops(i), i)));
+            let best = confirmed
+                .or(below)
+                .or_else(|| lost.iter().copied().min_by_key(|&i| (hops(i), i)));
             if let Some(best) = best.filter(|&b| b != 0) {
                 let mut chosen = hypotheses.remove(best);
                 chosen.kind = Some(FaultKind::NodeFailure);
                 chosen.confidence =
                     Confidence::new(chosen.confidence.get().max(hypotheses[0].confidence.get()));
-                chosen.contradicting.clear();
+                // What made it look like a victim no longer holds; what engineers said does.
+                chosen
+                    .contradicting
+                    .retain(|e| e.domain == Domain::Precedent);
                 hypotheses.insert(0, chosen);
             }
         }
     }
     hypotheses
+}
+
+/// What engineers said about a service for similar incidents, beside what the present shows.
+#[derive(Debug, Clone, Copy)]
+struct Standing {
+    /// The strongest precedent naming it the cause (0 when none).
+    confirmed: f64,
+    /// The strongest rejection of it (0 when none).
+    rejected: f64,
+    /// Whether the present investigation found anything on it.
+    present: bool,
+}
+
+impl Standing {
+    fn is_confirmed(self) -> bool {
+        self.confirmed > self.rejected
+    }
+
+    fn is_rejected(self) -> bool {
+        self.rejected > self.confirmed
+    }
+}
+
+/// Combines the strongest score of each domain into one (noisy-or with diminishing weights,
+/// a discount for a lone witness, capped near the clearest witness).
+fn combine_witnesses(best: &BTreeMap<Domain, f64>) -> f64 {
+    // Witnesses are not fully independent (one blip shows in several domains): the
+    // strongest counts in full, the next less, the rest little.
+    let mut ordered: Vec<f64> = best.values().copied().collect();
+    ordered.sort_by(|a, b| b.total_cmp(a));
+    let weights = [1.0, 0.8, 0.5, 0.3];
+    let mut score = 1.0
+        - ordered.iter().enumerate().fold(1.0, |acc, (i, s)| {
+            acc * (1.0 - s.clamp(0.0, 0.99) * weights[i.min(3)])
+        });
+    let witnesses = best
+        .iter()
+        .filter(|(d, s)| **d != Domain::Topology && **s >= 0.25)
+        .count();
+    if witnesses <= 1 {
+        score *= 0.75;
+    }
+    // Weak signals, however many, do not make a claim: one witness must be clear.
+    let strongest = best
+        .iter()
+        .filter(|(d, _)| **d != Domain::Topology)
+        .map(|(_, s)| *s)
+        .fold(0.0, f64::max);
+    score.min(strongest + 0.1)
 }

@@ -3,6 +3,8 @@
 //! An orchestrator ([`investigate_with`]) sends domain agents ([`domains`]) over the sources
 //! at once, within a [`Budget`]; they write typed [`Evidence`] to one ledger; hypotheses are
 //! ranked from it and tested in later rounds; progress streams out as [`Progress`] events.
+//! Past incidents engineers settled ([`PastCase`]) weigh in when their symptoms' fingerprint
+//! resembles this one's; every [`Finding`] carries its own fingerprint for the next time.
 //! The agents see production only through [`cairn_connectors::DataSource`]; they never know
 //! whether it is a bundle or a live system, and never see the expected answer of a case.
 //! This crate knows nothing about Slack, HTTP or the terminal: callers render a [`Finding`].
@@ -19,7 +21,8 @@ pub mod signals;
 pub mod stats;
 
 pub use budget::Budget;
-pub use evidence::{Domain, Evidence, Ledger, Signal};
+pub use domains::precedent::{fingerprint, recall, PastCase, RecordKind, SIMILARITY_THRESHOLD};
+pub use evidence::{Domain, Evidence, Ledger, Signal, Stance};
 pub use hypothesis::{Confidence, FaultKind, Hypothesis, HypothesisStatus};
 pub use incident::Incident;
 pub use investigation::{

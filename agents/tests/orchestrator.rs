@@ -43,22 +43,21 @@ fn evidence(
     onset_min: Option<i64>,
 ) -> Evidence {
     Evidence {
-        domain,
-        service: service.into(),
-        signal,
-        source: "test".into(),
-        query: "q".into(),
-        window: TimeWindow {
-            start: t0(),
-            end: t0() + Duration::hours(1),
-        },
         observed: 1.0,
-        baseline: 0.0,
-        score,
         onset_ms: onset_min.map(|m| (t0() + Duration::minutes(m)).timestamp_millis()),
-        reason: format!("{service} {signal:?}"),
-        link: None,
-        trend: Vec::new(),
+        ..Evidence::new(
+            domain,
+            signal,
+            service,
+            "test",
+            "q",
+            TimeWindow {
+                start: t0(),
+                end: t0() + Duration::hours(1),
+            },
+            score,
+            format!("{service} {signal:?}"),
+        )
     }
 }
 
@@ -267,6 +266,7 @@ async fn a_spent_budget_stops_queries_without_failing_the_investigation() {
         Options {
             budget,
             progress: sink,
+            ..Options::default()
         },
     )
     .await

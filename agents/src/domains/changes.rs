@@ -55,41 +55,43 @@ impl Agent for Changes {
                     .as_deref()
                     .filter(|v| !c.summary.contains(*v))
                     .map_or_else(String::new, |v| format!(" ({v})"));
-                Evidence {
-                    domain: Domain::Changes,
-                    service: c.service.clone(),
-                    signal,
-                    source: cx.source.name().to_owned(),
-                    query: format!(
-                        "changes to {} between {} and {}",
-                        c.service,
-                        window.start.format("%H:%M"),
-                        window.end.format("%H:%M")
-                    ),
-                    window: TimeWindow {
-                        start: c.ts,
-                        end: c.ts,
+                let query = format!(
+                    "changes to {} between {} and {}",
+                    c.service,
+                    window.start.format("%H:%M"),
+                    window.end.format("%H:%M")
+                );
+                let reason = format!(
+                    "{}{what} {} {:.0} min before the page{}",
+                    c.summary,
+                    if c.author.is_some() {
+                        "by ".to_owned() + c.author.as_deref().unwrap_or("")
+                    } else {
+                        String::new()
                     },
+                    before_min.max(0.0),
+                    c.diff
+                        .as_deref()
+                        .map_or_else(String::new, |d| format!(": {d}"))
+                )
+                .replace("  ", " ");
+                Evidence {
                     observed: before_min,
-                    baseline: 0.0,
-                    score: 0.85 * closeness,
                     onset_ms: Some(c.ts.timestamp_millis()),
-                    reason: format!(
-                        "{}{what} {} {:.0} min before the page{}",
-                        c.summary,
-                        if c.author.is_some() {
-                            "by ".to_owned() + c.author.as_deref().unwrap_or("")
-                        } else {
-                            String::new()
-                        },
-                        before_min.max(0.0),
-                        c.diff
-                            .as_deref()
-                            .map_or_else(String::new, |d| format!(": {d}"))
-                    )
-                    .replace("  ", " "),
                     link: c.link.clone(),
-                    trend: Vec::new(),
+                    ..Evidence::new(
+                        Domain::Changes,
+                        signal,
+                        c.service.clone(),
+                        cx.source.name().to_owned(),
+                        query,
+                        TimeWindow {
+                            start: c.ts,
+                            end: c.ts,
+                        },
+                        0.85 * closeness,
+                        reason,
+                    )
                 }
             })
             .collect())

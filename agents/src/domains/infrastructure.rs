@@ -23,22 +23,20 @@ fn evidence(
     reason: String,
 ) -> Evidence {
     Evidence {
-        domain: Domain::Infrastructure,
-        service: service.to_owned(),
-        signal,
-        source: cx.source.name().to_owned(),
-        query,
-        window: TimeWindow {
-            start: cx.cut(),
-            end: cx.window().end,
-        },
-        observed: 0.0,
-        baseline: 0.0,
-        score,
         onset_ms,
-        reason,
-        link: None,
-        trend: Vec::new(),
+        ..Evidence::new(
+            Domain::Infrastructure,
+            signal,
+            service,
+            cx.source.name(),
+            query,
+            TimeWindow {
+                start: cx.cut(),
+                end: cx.window().end,
+            },
+            score,
+            reason,
+        )
     }
 }
 
@@ -255,8 +253,8 @@ impl Agent for Infrastructure {
                 .map(|p| p.1)
                 .fold(0.0, f64::max);
             let full_at = fill.iter().find(|p| p.1 >= 0.98).map(|p| p.0);
-            if after >= 0.97 && before < 0.97
-                || after >= 0.97 && full_at.is_some_and(|t| t >= cx.cut_ms - 15 * 60_000)
+            if after >= 0.97
+                && (before < 0.97 || full_at.is_some_and(|t| t >= cx.cut_ms - 15 * 60_000))
             {
                 out.push(evidence(cx, service, Signal::DiskFull, 0.9, full_at, format!("kubelet_volume_stats_used_bytes{{service=\"{service}\"}} / kubelet_volume_stats_capacity_bytes"), format!("volume {:.0}% full", after * 100.0)));
             }

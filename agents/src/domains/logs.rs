@@ -257,19 +257,19 @@ impl Agent for Logs {
                   reason: String,
                   observed: f64,
                   baseline: f64| Evidence {
-            domain: Domain::Logs,
-            service: service.to_owned(),
-            signal,
-            source: cx.source.name().to_owned(),
-            query,
-            window,
             observed,
             baseline,
-            score,
             onset_ms: onset,
-            reason,
-            link: None,
-            trend: Vec::new(),
+            ..Evidence::new(
+                Domain::Logs,
+                signal,
+                service,
+                cx.source.name(),
+                query,
+                window,
+                score,
+                reason,
+            )
         };
         for (service, t) in &tally {
             let before_rate = t.errors_before as f64 / t.minutes_before.len().max(1) as f64;
@@ -287,7 +287,8 @@ impl Agent for Logs {
                     before_rate,
                 ));
             }
-            if let Some((_, (count, example, first))) = t.new_after.iter().max_by_key(|(_, v)| v.0)
+            if let Some((tpl, (count, example, first))) =
+                t.new_after.iter().max_by_key(|(_, v)| v.0)
             {
                 // A handful of lines of an unseen template is chance; it takes a burst.
                 if *count >= 3
@@ -295,16 +296,19 @@ impl Agent for Logs {
                     && !t.minutes_before.is_empty()
                 {
                     let short = first_line(example);
-                    out.push(mk(
-                        service,
-                        Signal::NewErrorTemplate,
-                        (0.4 + 0.05 * (*count as f64).ln()).min(0.75),
-                        Some(*first),
-                        format!("log templates of {service} not seen before the onset"),
-                        format!("new error: \"{short}\" ({count}×)"),
-                        *count as f64,
-                        0.0,
-                    ));
+                    out.push(Evidence {
+                        template: Some(tpl.clone()),
+                        ..mk(
+                            service,
+                            Signal::NewErrorTemplate,
+                            (0.4 + 0.05 * (*count as f64).ln()).min(0.75),
+                            Some(*first),
+                            format!("log templates of {service} not seen before the onset"),
+                            format!("new error: \"{short}\" ({count}×)"),
+                            *count as f64,
+                            0.0,
+                        )
+                    });
                 }
             }
         }

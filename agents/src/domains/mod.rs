@@ -3,6 +3,8 @@
 //! Round 1 calls [`Agent::survey`] on every agent at once; later rounds call
 //! [`Agent::examine`] with the leading suspects so an agent can look further where the
 //! evidence points. Agents only read through the metered source and only write evidence.
+//! [`precedent`] is the exception: it reads no source but the ledger of round 1 and the past
+//! cases the caller passed, so the orchestrator runs it between round 1 and the ranking.
 
 pub mod changes;
 pub mod database;
@@ -111,24 +113,26 @@ impl Context<'_> {
         if z < min_z {
             return None;
         }
+        // A blip that came and went before the data ends counts for less.
+        let score = strength(z) * (0.1 + 0.9 * s.persistence());
         Some(Evidence {
-            domain,
-            service: service.to_owned(),
-            signal,
-            source: self.source.name().to_owned(),
-            query,
-            window: TimeWindow {
-                start: self.cut(),
-                end: self.window().end,
-            },
             observed: s.peak,
             baseline: s.baseline,
-            // A blip that came and went before the data ends counts for less.
-            score: strength(z) * (0.1 + 0.9 * s.persistence()),
             onset_ms: s.onset_ms,
-            reason: describe(s.baseline, s.peak),
-            link: None,
             trend: trend(points, self.cut_ms),
+            ..Evidence::new(
+                domain,
+                signal,
+                service,
+                self.source.name(),
+                query,
+                TimeWindow {
+                    start: self.cut(),
+                    end: self.window().end,
+                },
+                score,
+                describe(s.baseline, s.peak),
+            )
         })
     }
 }
@@ -153,7 +157,7 @@ pub trait Agent: Send + Sync {
     }
 }
 
-/// The standard line-up of agents.
+/// The standard line-up of agents that query the sources (precedent runs apart).
 pub fn all() -> Vec<Box<dyn Agent>> {
     vec![
         Box::new(changes::Changes),
@@ -164,7 +168,6 @@ pub fn all() -> Vec<Box<dyn Agent>> {
         Box::new(infrastructure::Infrastructure),
         Box::new(database::Database),
         Box::new(network::Network),
-        Box::new(precedent::Precedent),
     ]
 }
 

@@ -121,19 +121,18 @@ impl Agent for Traces {
             let z = (median_after - base.median) / base.sigma.max(1.0);
             if z >= 5.0 && median_after > base.median + 20.0 {
                 out.push(Evidence {
-                    domain: Domain::Traces,
-                    service: callee.clone(),
-                    signal: Signal::PacketLoss,
-                    source: cx.source.name().to_owned(),
-                    query: format!("{caller} → {callee}: client span time not spent inside {callee}, before vs after the onset"),
-                    window,
                     observed: median_after,
                     baseline: base.median,
-                    score: crate::signals::strength(z) * 0.85,
-                    onset_ms: None,
-                    reason: format!("calls from {caller} spend {} ms on the way to and from {callee} (was {} ms): network or connection trouble at {callee}", num(median_after), num(base.median)),
-                    link: None,
-                    trend: Vec::new(),
+                    ..Evidence::new(
+                        Domain::Traces,
+                        Signal::PacketLoss,
+                        callee.clone(),
+                        cx.source.name().to_owned(),
+                        format!("{caller} → {callee}: client span time not spent inside {callee}, before vs after the onset"),
+                        window,
+                        crate::signals::strength(z) * 0.85,
+                        format!("calls from {caller} spend {} ms on the way to and from {callee} (was {} ms): network or connection trouble at {callee}", num(median_after), num(base.median)),
+                    )
                 });
             }
         }
@@ -150,19 +149,18 @@ impl Agent for Traces {
                     let z = z.max(z90);
                     if z >= 4.0 && median_after > base.median + 1.0 {
                         out.push(Evidence {
-                            domain: Domain::Traces,
-                            service: service.clone(),
-                            signal: Signal::TraceOrigin,
-                            source: cx.source.name().to_owned(),
-                            query: format!("own time (duration − children) of {service}'s spans, before vs after the onset"),
-                            window,
                             observed: median_after,
                             baseline: base.median,
-                            score: crate::signals::strength(z) * 0.9,
-                            onset_ms: None,
-                            reason: format!("time spent in {service} itself {} ms → {} ms per span (p90 {} ms)", num(base.median), num(median_after), num(p90_after)),
-                            link: None,
-                            trend: Vec::new(),
+                            ..Evidence::new(
+                                Domain::Traces,
+                                Signal::TraceOrigin,
+                                service.clone(),
+                                cx.source.name().to_owned(),
+                                format!("own time (duration − children) of {service}'s spans, before vs after the onset"),
+                                window,
+                                crate::signals::strength(z) * 0.9,
+                                format!("time spent in {service} itself {} ms → {} ms per span (p90 {} ms)", num(base.median), num(median_after), num(p90_after)),
+                            )
                         });
                     }
                 }
@@ -171,26 +169,26 @@ impl Agent for Traces {
             let share_before = p.origins_before as f64 / p.spans_before.max(1) as f64;
             if p.origins_after >= 3 && share_after > 3.0 * share_before + 0.01 {
                 out.push(Evidence {
-                    domain: Domain::Traces,
-                    service: service.clone(),
-                    signal: Signal::TraceOrigin,
-                    source: cx.source.name().to_owned(),
-                    query: format!(
-                        "failed spans of {service} with no failed child, before vs after the onset"
-                    ),
-                    window,
                     observed: share_after,
                     baseline: share_before,
-                    score: (0.5 + share_after).min(0.85),
                     onset_ms: p.first_origin,
-                    reason: format!(
-                        "errors start here in {} traces ({:.1}% of its spans, baseline {:.1}%)",
-                        p.origins_after,
-                        share_after * 100.0,
-                        share_before * 100.0
-                    ),
-                    link: None,
-                    trend: Vec::new(),
+                    ..Evidence::new(
+                        Domain::Traces,
+                        Signal::TraceOrigin,
+                        service.clone(),
+                        cx.source.name().to_owned(),
+                        format!(
+                            "failed spans of {service} with no failed child, before vs after the onset"
+                        ),
+                        window,
+                        (0.5 + share_after).min(0.85),
+                        format!(
+                            "errors start here in {} traces ({:.1}% of its spans, baseline {:.1}%)",
+                            p.origins_after,
+                            share_after * 100.0,
+                            share_before * 100.0
+                        ),
+                    )
                 });
             }
         }
