@@ -6,6 +6,7 @@ pub mod migration;
 mod queue;
 mod records;
 mod runbooks;
+mod search;
 mod store;
 
 pub use fingerprint::Fingerprint;
@@ -16,4 +17,5 @@ pub use records::{
     ServiceEntry, ServiceIncident, StoredEvidence, StoredHypothesis,
 };
 pub use runbooks::{parse_runbook, ImportError, ImportReport, RunbookFile};
+pub use search::{DocType, Hit, SearchError, SearchIndex};
 pub use store::{Backend, MigrationReport, Store, StoreError};

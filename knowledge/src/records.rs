@@ -246,6 +246,39 @@ impl Store {
         row.as_ref().map(incident_from).transpose()
     }
 
+    /// The newest incident from `source` with `source_ref`, whatever its status (a note may
+    /// arrive after the page resolved).
+    pub async fn incident_by_ref(
+        &self,
+        source: &str,
+        source_ref: &str,
+    ) -> Result<Option<Incident>, StoreError> {
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE source = ? AND source_ref = ? ORDER BY id DESC LIMIT 1"),
+                vec![source.into(), source_ref.into()],
+            ))
+            .await?;
+        row.as_ref().map(incident_from).transpose()
+    }
+
+    /// The incident whose Slack thread is `thread_ts` in `channel`, if any.
+    pub async fn incident_by_thread(
+        &self,
+        channel: &str,
+        thread_ts: &str,
+    ) -> Result<Option<Incident>, StoreError> {
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE channel = ? AND thread_ts = ? ORDER BY id DESC LIMIT 1"),
+                vec![channel.into(), thread_ts.into()],
+            ))
+            .await?;
+        row.as_ref().map(incident_from).transpose()
+    }
+
     /// The newest incident from `source` with `source_ref` that is not resolved (one open
     /// incident per Alertmanager groupKey or PagerDuty incident).
     pub async fn open_incident_by_ref(
