@@ -26,6 +26,11 @@ pub const CONFIDENCE_THRESHOLD: f64 = 0.5;
 const SUSPECTS: usize = 6;
 /// Evidence items kept per hypothesis.
 const EVIDENCE_PER_HYPOTHESIS: usize = 6;
+/// How much an engineer-confirmed cause on a similar incident adds on top of present
+/// evidence (times the precedent's strength): enough to settle a near-tie, not to overturn
+/// a clear present answer.
+const PRECEDENT_TIE_BREAK: f64 = 0.05;
+
 /// The most a service with nothing but precedent can reach: history alone is a lead to
 /// check, not a claim.
 const PRECEDENT_ALONE: f64 = 0.4;
@@ -637,6 +642,13 @@ pub fn rank(
         {
             let lead = kept.remove(i);
             kept.insert(0, lead);
+        }
+        // Present trouble plus the engineers' word on a similar incident: the word settles
+        // near-ties the present alone cannot (the clear-witness cap and the distance from
+        // the page would otherwise leave it no room to count). Applied last, so it is not
+        // scaled away.
+        if a.confirmed > 0.0 && a.present > 0.0 {
+            score = (score + PRECEDENT_TIE_BREAK * a.confirmed).min(0.995);
         }
         hypotheses.push(Hypothesis {
             service: a.service.to_owned(),
