@@ -36,6 +36,10 @@ pub enum Command {
     Eval(EvalArgs),
     /// Write the telemetry bundle a scenario file produces.
     Simulate(SimulateArgs),
+    /// Runbooks: import markdown runbooks into the database.
+    Runbooks(RunbooksArgs),
+    /// Institutional knowledge: search records, incidents and runbooks.
+    Knowledge(KnowledgeArgs),
 }
 
 /// Arguments of `cairn demo`.
@@ -63,7 +67,10 @@ pub struct SimulateArgs {
 
 /// Arguments of `cairn eval`.
 #[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    pub action: Option<EvalAction>,
     /// Directory holding telemetry bundles (searched recursively).
     #[arg(
         long,
@@ -82,6 +89,73 @@ pub struct EvalArgs {
     /// Investigations to run at once (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Measure learning: correct every case with its answer as an engineer would, then
+    /// investigate each again with the other cases' knowledge, and (scenarios) a similar
+    /// incident with another seed with all of it.
+    #[arg(long)]
+    pub learn: bool,
+}
+
+/// `cairn eval` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EvalAction {
+    /// Write an incident's window as a bundle, with expect.yaml from its confirmed root
+    /// cause: the team's own history becomes test cases.
+    Export(ExportArgs),
+}
+
+/// Arguments of `cairn eval export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The incident's id (as in /api/incidents and the thread).
+    #[arg(value_name = "INCIDENT_ID")]
+    pub incident: i64,
+    /// Directory to write the bundle into (created; must be empty if it exists).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `cairn runbooks`.
+#[derive(Debug, Args)]
+pub struct RunbooksArgs {
+    #[command(subcommand)]
+    pub action: RunbooksAction,
+}
+
+/// `cairn runbooks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunbooksAction {
+    /// Load markdown runbooks (front matter: title, services, alerts, tags) from DIR;
+    /// re-importing a file updates it and adds nothing.
+    Import {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Arguments of `cairn knowledge`.
+#[derive(Debug, Args)]
+pub struct KnowledgeArgs {
+    #[command(subcommand)]
+    pub action: KnowledgeAction,
+}
+
+/// `cairn knowledge` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KnowledgeAction {
+    /// Search knowledge records, incidents and runbooks: one result a line,
+    /// `<type>\t<id>\t<title>`.
+    Search {
+        /// Words to look for.
+        #[arg(value_name = "QUERY", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        query: Vec<String>,
+        /// Print JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// At most this many results.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+    },
 }
 
 /// A failed command, with the exit code it maps to.
@@ -135,7 +209,65 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate => migrate(&config).await,
         Command::Eval(args) => eval::run(&config, &args).await,
         Command::Simulate(args) => crate::simulate::run(&args),
+        Command::Runbooks(args) => match args.action {
+            RunbooksAction::Import { dir } => import_runbooks(&config, &dir).await,
+        },
+        Command::Knowledge(args) => match args.action {
+            KnowledgeAction::Search { query, json, limit } => {
+                search(&config, &query.join(" "), json, limit).await
+            }
+        },
     }
+}
+
+async fn open_store(config: &Config) -> Result<cairn_knowledge::Store, CliError> {
+    let store = cairn_knowledge::Store::connect(config.database_url.as_str())
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot open the database (CAIRN_DATABASE_URL): {e}")))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
+    Ok(store)
+}
+
+async fn import_runbooks(config: &Config, dir: &std::path::Path) -> Result<(), CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "{} is not a directory; pass the directory that holds the markdown runbooks.",
+            dir.display()
+        )));
+    }
+    let store = open_store(config).await?;
+    let report = store
+        .import_runbooks(dir, chrono::Utc::now())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    for skipped in &report.skipped {
+        eprintln!("skipped {skipped}");
+    }
+    println!("runbooks: {report}");
+    Ok(())
+}
+
+async fn search(config: &Config, query: &str, json: bool, limit: usize) -> Result<(), CliError> {
+    let store = open_store(config).await?;
+    let index = crate::knowledge::open_index(&config.data_dir, &store).await?;
+    let hits = index
+        .search(query, None, limit)
+        .map_err(|e| CliError::Failed(format!("search failed: {e}")))?;
+    if json {
+        let out = serde_json::json!({"results": hits.iter().map(|h| serde_json::json!({
+            "type": h.doc_type.as_str(), "id": h.id, "title": h.title, "excerpt": h.excerpt, "score": h.score,
+        })).collect::<Vec<_>>()});
+        println!("{out}");
+    } else {
+        for h in &hits {
+            let title: String = h.title.chars().map(|c| if c == '\t' || c == '\n' { ' ' } else { c }).collect();
+            println!("{}\t{}\t{}", h.doc_type.as_str(), h.id, title);
+        }
+    }
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> Result<(), CliError> {

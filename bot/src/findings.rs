@@ -1,7 +1,7 @@
 //! A finished investigation in the shape storage keeps it (the same for `serve` and `demo`).
 
-use cairn_agents::{Finding, Verdict};
-use cairn_knowledge::{StoredEvidence, StoredHypothesis};
+use cairn_agents::{Finding, Incident, Verdict};
+use cairn_knowledge::{InvestigationContext, StoredEvidence, StoredHypothesis};
 
 /// The verdict's stored name.
 pub fn verdict(finding: &Finding) -> &'static str {
@@ -32,10 +32,20 @@ pub fn stored_hypotheses(finding: &Finding, n: usize) -> Vec<StoredHypothesis> {
                     text: e.reason.clone(),
                     source: Some(e.source.clone()),
                     link: e.link.clone(),
-                    incident_ref: None,
-                    record_ref: None,
+                    incident_ref: e.incident_ref,
+                    record_ref: e.record_ref,
                 })
                 .collect(),
         })
         .collect()
+}
+
+/// The window looked at and the symptoms found, kept so later incidents can be compared
+/// with this one and it can be exported as a bundle.
+pub fn context(case: &Incident, finding: &Finding) -> InvestigationContext {
+    InvestigationContext {
+        window_start: Some(case.window.start),
+        window_end: Some(case.window.end),
+        fingerprint: Some(finding.fingerprint.clone()),
+    }
 }

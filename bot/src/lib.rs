@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod eval;
 pub mod findings;
+pub mod knowledge;
 pub mod render;
 pub mod serve;
 pub mod simulate;

@@ -37,7 +37,7 @@ pub fn run(args: &SimulateArgs) -> Result<(), CliError> {
 
 /// Makes `out` ready: created when missing, cleared of an earlier bundle, refused when it
 /// holds anything else (so a typo cannot scatter files into a random directory).
-fn prepare(out: &Path) -> Result<(), CliError> {
+pub(crate) fn prepare(out: &Path) -> Result<(), CliError> {
     if !out.exists() {
         return Ok(());
     }

@@ -136,3 +136,42 @@ fn eval_without_bundles_is_a_usage_error() {
     let out = run(cairn(dir.path()).args(["eval", "--bundles", "missing"]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Learning, measured the way `cairn eval --learn` reports it: a similar incident Cairn
+/// gets wrong on its own is right once the first one was settled by an engineer, and the
+/// unrelated cases do not move.
+#[test]
+fn learning_fixes_the_similar_incident_and_leaves_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    let root = crate::workspace();
+    for (from, to) in [
+        ("tests/learning/ride-trips-db-slow-query.yaml", "ride.yaml"),
+        ("scenarios/shop-checkout-bad-deploy.yaml", "shop.yaml"),
+        ("scenarios/bank-cards-bad-deploy.yaml", "bank.yaml"),
+    ] {
+        std::fs::copy(root.join(from), cases.join(to)).unwrap();
+    }
+    let json = dir.path().join("learn.json");
+    let out = run(cairn(dir.path())
+        .args(["eval", "--learn", "--scenarios"])
+        .arg(&cases)
+        .arg("--json")
+        .arg(&json));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let s = &report["summary"];
+    assert_eq!(s["cases"], 3, "{report}");
+    assert_eq!(s["others_changed"], 0, "unrelated knowledge changed nothing: {report}");
+    let ride = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case"] == "ride")
+        .unwrap();
+    assert_eq!(ride["recorded"], "confirmation");
+    assert_eq!(ride["paired_before"], "trips", "without knowledge the twin is misread: {ride}");
+    assert_eq!(ride["paired_after"], "trips-db", "with it, the settled cause ranks first: {ride}");
+    assert!(stdout(&out).contains("without knowledge, 1.00 with it"), "{}", stdout(&out));
+}

@@ -3,6 +3,7 @@
 mod cli;
 mod engine;
 mod eval;
+mod knowledge;
 mod migrate;
 mod serve;
 mod simulate;

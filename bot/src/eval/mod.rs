@@ -4,6 +4,8 @@
 //! (plus any configured sources), concurrently with a bound. Only after a case's
 //! investigation has finished does [`score`] read its answer.
 
+pub mod export;
+pub mod learn;
 pub mod score;
 
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use cairn_agents::{investigate, Finding, Incident, Verdict};
+use cairn_agents::{investigate_with, Finding, Incident, Verdict};
 use cairn_connectors::{Bundle, DataSource, SourceSet, TimeWindow};
 use cairn_simulator::Scenario;
 
@@ -95,6 +97,9 @@ impl Case {
 
 /// Runs `cairn eval`.
 pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
+    if let Some(crate::cli::EvalAction::Export(export)) = &args.action {
+        return export::run(config, export).await;
+    }
     let (root, cases) = match (&args.bundles, &args.scenarios) {
         (Some(root), None) => {
             if !root.is_dir() {
@@ -145,6 +150,23 @@ pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
 
     let started = Instant::now();
+    if args.learn {
+        let report = learn::evaluate(&bundles, &extra, jobs).await?;
+        print!("{}", learn::render(&report));
+        eprintln!(
+            "{} cases in {:.1} s ({} at a time)",
+            report.cases.len(),
+            started.elapsed().as_secs_f64(),
+            jobs
+        );
+        if let Some(path) = &args.json {
+            let json = serde_json::to_vec_pretty(&report)
+                .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
+            std::fs::write(path, json)
+                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        }
+        return Ok(());
+    }
     let report = evaluate(root, &bundles, &extra, jobs).await;
     print_table(&report);
     eprintln!(
@@ -289,9 +311,9 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
             // The investigation is over; only now is the answer read.
             (outcome, score::read_expected(dir))
         }
-        Case::Scenario(path) => match simulate_scenario(path.clone()).await {
+        Case::Scenario(path) => match simulate_scenario(path.clone(), 0).await {
             Ok((bundle, expect_text)) => {
-                let outcome = investigate_opened(bundle, extra).await;
+                let outcome = investigate_opened(bundle, extra, Arc::default()).await;
                 let shown = format!("{} (expect)", path.display());
                 (
                     outcome,
@@ -372,10 +394,15 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
 
 /// Simulates a scenario in memory; returns its bundle and the text of its `expect.yaml`,
 /// which stays with the scorer.
-async fn simulate_scenario(path: PathBuf) -> Result<(Bundle, Option<String>), CliError> {
+/// `reseed` is added to the scenario's seed (0: as written).
+async fn simulate_scenario(
+    path: PathBuf,
+    reseed: u64,
+) -> Result<(Bundle, Option<String>), CliError> {
     let shown = path.display().to_string();
     tokio::task::spawn_blocking(move || {
-        let scenario = Scenario::load(&path).map_err(|e| CliError::Failed(e.to_string()))?;
+        let mut scenario = Scenario::load(&path).map_err(|e| CliError::Failed(e.to_string()))?;
+        scenario.seed = scenario.seed.wrapping_add(reseed);
         let simulation = cairn_simulator::simulate(&scenario)
             .map_err(|e| CliError::Failed(format!("{shown}: {e}")))?;
         let expect = simulation
@@ -396,13 +423,15 @@ async fn investigate_bundle(
     extra: &[Arc<dyn DataSource>],
 ) -> Result<Finding, CliError> {
     let bundle = crate::sources::open_bundle(dir.to_owned()).await?;
-    investigate_opened(bundle, extra).await
+    investigate_opened(bundle, extra, Arc::default()).await
 }
 
-/// Investigates the page of an opened bundle, with the extra sources alongside.
+/// Investigates the page of an opened bundle, with the extra sources alongside and what
+/// past incidents taught (`precedents`).
 async fn investigate_opened(
     bundle: Bundle,
     extra: &[Arc<dyn DataSource>],
+    precedents: Arc<Vec<cairn_agents::PastCase>>,
 ) -> Result<Finding, CliError> {
     let window = bundle.meta().window;
     let incident = match bundle.alert() {
@@ -417,7 +446,11 @@ async fn investigate_opened(
     let mut sources: Vec<Arc<dyn DataSource>> = vec![Arc::new(bundle)];
     sources.extend(extra.iter().cloned());
     let set = SourceSet::new(sources);
-    investigate(&incident, &set)
+    let options = cairn_agents::Options {
+        precedents,
+        ..cairn_agents::Options::default()
+    };
+    investigate_with(&incident, &set, options)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
 }
@@ -428,7 +461,7 @@ fn default_onset(window: TimeWindow) -> chrono::DateTime<chrono::Utc> {
     window.start + (window.end - window.start) * 3 / 4
 }
 
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }

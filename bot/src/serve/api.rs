@@ -88,3 +88,49 @@ pub async fn incident(
         .collect();
     Json(body).into_response()
 }
+
+/// `GET /api/knowledge`: every record (its latest version), newest first.
+pub async fn knowledge(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refuse(&st, &headers) {
+        return refusal;
+    }
+    match st.store.list_knowledge(10_000).await {
+        Ok(records) => Json(json!({"records": records.iter().map(|r| json!({
+            "id": r.record_id,
+            "kind": r.kind,
+            "text": r.statement,
+            "author": r.author,
+            "created_at": r.created_at.to_rfc3339(),
+            "incident_id": r.incident_id,
+            "source": r.origin,
+            "status": r.status,
+            "version": r.version,
+            "fields": r.fields,
+            "scope": r.scope,
+            "channel": r.channel,
+            "thread_ts": r.thread_ts,
+        })).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// `GET /api/runbooks`: every imported runbook, by title.
+pub async fn runbooks(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refuse(&st, &headers) {
+        return refusal;
+    }
+    match st.store.runbooks().await {
+        Ok(list) => Json(json!({"runbooks": list.iter().map(|r| json!({
+            "id": r.id,
+            "title": r.title,
+            "services": r.services,
+            "alerts": r.alerts,
+            "tags": r.tags,
+            "path": r.path,
+            "updated_at": r.updated_at.to_rfc3339(),
+        })).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}

@@ -14,7 +14,10 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+use cairn_knowledge::Forget;
+
 use super::AppState;
+use crate::knowledge::Provenance;
 use crate::slack::command::SlashCommand;
 use crate::slack::text::safe;
 
@@ -62,6 +65,7 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
         return (StatusCode::BAD_REQUEST, "body is not a form").into_response();
     };
     let text = form.get("text").map(String::as_str).unwrap_or("");
+    let user = form.get("user_id").map(String::as_str).unwrap_or("");
     let parsed = match SlashCommand::parse(text) {
         Ok(c) => c,
         Err(message) => return ephemeral(&safe(&message, 2000)),
@@ -98,9 +102,100 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
                 Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
             }
         }
-        SlashCommand::Runbook { .. } | SlashCommand::Explain { .. } | SlashCommand::Learn { .. } | SlashCommand::Forget { .. } => {
-            ephemeral("That command arrives with Cairn's knowledge store; it is not available in this version.")
+        SlashCommand::Learn { text } => {
+            let text = text.join(" ");
+            let from = Provenance { author: user, channel: form.get("channel_id").map(String::as_str), thread_ts: None };
+            match crate::knowledge::learn(&st.store, &text, &from, Utc::now()).await {
+                Ok(record) => ephemeral(&format!(
+                    "Recorded {}. Undo with `/cairn forget {}`.",
+                    safe(&crate::knowledge::describe(&record), 500),
+                    record.record_id
+                )),
+                Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            }
         }
+        SlashCommand::Forget { id } => {
+            let Ok(id) = id.join(" ").trim().trim_start_matches('#').parse::<i64>() else {
+                return ephemeral("Usage: `/cairn forget ID` — the record's number, as `/cairn learn` or the thread showed it.");
+            };
+            match st.store.forget(id, user, &st.admins, Utc::now()).await {
+                Ok(outcome) => ephemeral(&forget_answer(id, &outcome)),
+                Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            }
+        }
+        SlashCommand::Runbook { query } => {
+            let query = query.join(" ");
+            if query.trim().is_empty() {
+                return ephemeral("Usage: `/cairn runbook QUERY`, e.g. `/cairn runbook checkout 5xx`.");
+            }
+            let Some(index) = &st.search else {
+                return ephemeral("Search is not available on this instance.");
+            };
+            let runbooks = st.store.runbooks().await.unwrap_or_default();
+            let lines = crate::knowledge::runbook_answer(index, &runbooks, &query);
+            ephemeral(&safe(&lines.join("\n"), 2900))
+        }
+        SlashCommand::Explain { service } => {
+            let service = service.join(" ").trim().to_owned();
+            if service.is_empty() {
+                return ephemeral("Usage: `/cairn explain SERVICE`.");
+            }
+            let answer = tokio::time::timeout(COMMAND_BUDGET, explain(st, &service)).await;
+            match answer {
+                Ok(Ok(lines)) => ephemeral(&safe(&lines.join("\n"), 2900)),
+                Ok(Err(e)) => ephemeral(&safe(&format!("I could not explain `{service}`: {e}"), 500)),
+                Err(_) => {
+                    // Slower than Slack's 3 s: finish in a job and answer at `response_url`.
+                    let Some(url) = form.get("response_url") else {
+                        return ephemeral("That took too long; try again in a moment.");
+                    };
+                    let key = format!("slack:command:{}", form.get("trigger_id").map_or("", String::as_str));
+                    let payload = json!({"command": "explain", "service": service, "response_url": url});
+                    match st.store.accept_inbound(&key, "command", payload, Utc::now()).await {
+                        Ok(_) => {
+                            st.jobs.notify_one();
+                            ephemeral(&format!("Looking into `{}`; the answer follows here.", safe(&service, 100)))
+                        }
+                        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How long a slash command may work before it answers later at `response_url`.
+const COMMAND_BUDGET: std::time::Duration = std::time::Duration::from_millis(2500);
+
+/// `/cairn explain SERVICE` as lines: the catalogue, the sources' topology and changes of
+/// the last week, and what the store remembers.
+pub(super) async fn explain(st: &AppState, service: &str) -> Result<Vec<String>, String> {
+    use cairn_connectors::DataSource;
+    let set = cairn_connectors::SourceSet::new(st.sources.clone());
+    let topology = set.topology().await.ok().flatten().unwrap_or_default();
+    let end = st.replay.as_ref().map_or_else(Utc::now, |(_, w)| w.end);
+    let window = cairn_connectors::TimeWindow { start: end - chrono::Duration::days(7), end };
+    let changes = set
+        .changes(&cairn_connectors::EventQuery { window, service: Some(service.to_owned()) })
+        .await
+        .unwrap_or_default();
+    crate::knowledge::explain(&st.store, &topology, &changes, service)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn forget_answer(id: i64, outcome: &Forget) -> String {
+    match outcome {
+        Forget::Retracted(r) => format!(
+            "Retracted record #{id} ({}). It no longer counts; its history is kept.",
+            safe(&crate::knowledge::describe(r), 300)
+        ),
+        Forget::AlreadyRetracted(_) => format!("Record #{id} was already retracted."),
+        Forget::Refused { author } => format!(
+            "Only the author ({}) or an admin (CAIRN_ADMINS) can retract record #{id}; nothing changed.",
+            safe(author, 40)
+        ),
+        Forget::NotFound => format!("There is no knowledge record #{id}."),
     }
 }
 
@@ -137,10 +232,39 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
         return StatusCode::OK.into_response();
     }
     let user = payload["user"]["id"].as_str().unwrap_or("");
+    let channel = payload["container"]["channel_id"]
+        .as_str()
+        .or(payload["channel"]["id"].as_str());
+    let message_ts = payload["container"]["message_ts"].as_str();
+    let thread_ts = payload["message"]["thread_ts"].as_str().or(message_ts);
     for action in payload["actions"].as_array().into_iter().flatten() {
         let status = match action["action_id"].as_str() {
             Some("hypothesis_confirm") => "confirmed",
             Some("hypothesis_reject") => "rejected",
+            Some("knowledge_undo") => {
+                let Some(id) = action["value"].as_str().and_then(|v| v.parse::<i64>().ok()) else {
+                    return (StatusCode::BAD_REQUEST, "undo value is not a record id").into_response();
+                };
+                let outcome = match st.store.forget(id, user, &st.admins, Utc::now()).await {
+                    Ok(o) => o,
+                    Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                };
+                if let Some(channel) = channel {
+                    let answer = forget_answer(id, &outcome);
+                    let message = match (&outcome, message_ts) {
+                        (Forget::Retracted(_), Some(ts)) => {
+                            let mut blocks = without_buttons(&payload);
+                            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("↩️ Undone by {}", safe(user, 40))}]}));
+                            json!({"method": "chat.update", "channel": channel, "ts": ts, "text": answer, "blocks": blocks})
+                        }
+                        _ => json!({"method": "chat.postEphemeral", "channel": channel, "user": user, "text": answer}),
+                    };
+                    let key = format!("undo:{id}:{user}:{}", message_ts.unwrap_or(""));
+                    let _ = st.store.enqueue_outbox(&key, channel, message, Utc::now()).await;
+                    st.outbox.notify_one();
+                }
+                continue;
+            }
             _ => continue,
         };
         let Some((incident, rank)) = action["value"]
@@ -150,34 +274,36 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
         else {
             return (StatusCode::BAD_REQUEST, "button value is not incident:rank").into_response();
         };
+        let now = Utc::now();
         if st
             .store
-            .decide_hypothesis(incident, rank, status, user, Utc::now())
+            .decide_hypothesis(incident, rank, status, user, now)
             .await
             .is_err()
         {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
+        // The decision is knowledge: who said which service was (not) the cause, when.
+        let key = format!("decision:{incident}:{rank}:{status}:{user}:{}", message_ts.unwrap_or(""));
+        let mut recorded = None;
+        if let Ok(true) = st.store.mark_processed(&format!("knowledge:{key}"), now).await {
+            if let Ok(Some(found)) = st.store.incident(incident).await {
+                let from = Provenance { author: user, channel, thread_ts };
+                recorded = crate::knowledge::record_decision(&st.store, &found, rank, status == "confirmed", &from, now)
+                    .await
+                    .ok()
+                    .flatten();
+            }
+        }
         // Show the decision on the message: its blocks without the buttons, plus who decided.
-        let (Some(channel), Some(ts)) = (
-            payload["container"]["channel_id"]
-                .as_str()
-                .or(payload["channel"]["id"].as_str()),
-            payload["container"]["message_ts"].as_str(),
-        ) else {
+        let (Some(channel), Some(ts)) = (channel, message_ts) else {
             continue;
         };
-        let mut blocks: Vec<Value> = payload["message"]["blocks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|b| b["type"] != "actions")
-            .collect();
+        let mut blocks = without_buttons(&payload);
         let who = safe(user, 40);
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("{} by <@{who}>", if status == "confirmed" { "✅ Confirmed" } else { "❌ Rejected" })}]}));
+        let noted = recorded.map_or_else(String::new, |r| format!(" · recorded as {}", crate::knowledge::describe(&r)));
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("{} by {who}{}", if status == "confirmed" { "✅ Confirmed" } else { "❌ Rejected" }, safe(&noted, 300))}]}));
         let update = json!({"method": "chat.update", "channel": channel, "ts": ts, "text": payload["message"]["text"].as_str().unwrap_or("Hypothesis"), "blocks": blocks});
-        let key = format!("decision:{incident}:{rank}:{status}:{user}:{ts}");
         let _ = st
             .store
             .enqueue_outbox(&key, channel, update, Utc::now())
@@ -185,4 +311,15 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
         st.outbox.notify_one();
     }
     StatusCode::OK.into_response()
+}
+
+/// The clicked message's blocks without its buttons.
+fn without_buttons(payload: &Value) -> Vec<Value> {
+    payload["message"]["blocks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b["type"] != "actions")
+        .collect()
 }

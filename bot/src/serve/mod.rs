@@ -73,7 +73,17 @@ pub struct AppState {
     /// Wakes the workers when a job arrives, the sender when a message is queued.
     jobs: Notify,
     outbox: Notify,
+    /// Slack user IDs who may retract any knowledge record.
+    admins: Vec<String>,
+    /// Cairn's own Slack user ID, from `auth.test`.
+    bot_user: std::sync::OnceLock<String>,
+    /// Search over records, incidents and runbooks (derived from the database).
+    search: Option<cairn_knowledge::SearchIndex>,
 }
+
+/// How often the search index catches up with the database (runbook imports by another
+/// process show within this).
+const SEARCH_REFRESH: Duration = Duration::from_secs(2);
 
 /// Runs `cairn serve` until SIGTERM or Ctrl-C.
 pub async fn run(config: &Config) -> Result<(), CliError> {
@@ -90,6 +100,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| CliError::Failed(format!("cannot build the HTTP client: {e}")))?;
+    let search = crate::knowledge::open_index(&config.data_dir, &store).await?;
     let state = Arc::new(AppState {
         store,
         slack: config.slack.clone(),
@@ -104,6 +115,9 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         slack_ready: AtomicBool::new(config.slack.is_none()),
         jobs: Notify::new(),
         outbox: Notify::new(),
+        admins: config.admins.clone(),
+        bot_user: std::sync::OnceLock::new(),
+        search: Some(search),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -126,6 +140,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
     tasks.spawn(worker(state.clone(), stop_rx.clone()));
     tasks.spawn(sender(state.clone(), stop_rx.clone()));
     tasks.spawn(check_slack(state.clone(), stop_rx.clone()));
+    tasks.spawn(refresh_search(state.clone(), stop_rx.clone()));
 
     let app = router(state.clone());
     let shutdown = async move {
@@ -191,6 +206,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/incidents", get(api::incidents))
         .route("/api/incidents/{id}", get(api::incident))
+        .route("/api/knowledge", get(api::knowledge))
+        .route("/api/runbooks", get(api::runbooks))
         .with_state(state)
 }
 
@@ -285,32 +302,44 @@ async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> 
                     .into_response();
             };
             // Bots (Cairn included) and edited/joined/… messages start nothing.
-            if kind != "app_mention"
+            let own = st.bot_user.get().map(String::as_str);
+            let user = inner["user"].as_str().unwrap_or("");
+            if !matches!(kind, "app_mention" | "message")
                 || inner.get("bot_id").is_some_and(|b| !b.is_null())
                 || inner.get("subtype").is_some_and(|s| !s.is_null())
+                || own.is_some_and(|o| o == user)
             {
                 return StatusCode::OK.into_response();
             }
             let (Some(channel), Some(ts)) = (inner["channel"].as_str(), inner["ts"].as_str())
             else {
-                return (StatusCode::BAD_REQUEST, "app_mention without channel or ts")
-                    .into_response();
+                return (StatusCode::BAD_REQUEST, "message without channel or ts").into_response();
+            };
+            let text = inner["text"].as_str().unwrap_or("");
+            let thread_ts = inner["thread_ts"].as_str();
+            let job = if kind == "app_mention" {
+                "investigate"
+            } else {
+                // Only replies inside threads matter here; a message that mentions Cairn
+                // arrives again as `app_mention`, which handles it.
+                let reply = thread_ts.is_some_and(|t| t != ts);
+                let mentions_cairn = own.is_some_and(|o| text.contains(&format!("<@{o}>")));
+                if !reply || mentions_cairn {
+                    return StatusCode::OK.into_response();
+                }
+                "reply"
             };
             let payload = json!({
                 "event_id": event_id,
                 "channel": channel,
-                "thread_ts": inner["thread_ts"].as_str().unwrap_or(ts),
-                "text": inner["text"].as_str().unwrap_or(""),
-                "user": inner["user"].as_str().unwrap_or(""),
+                "ts": ts,
+                "thread_ts": thread_ts.unwrap_or(ts),
+                "text": text,
+                "user": user,
             });
             match st
                 .store
-                .accept_inbound(
-                    &format!("slack:{event_id}"),
-                    "investigate",
-                    payload,
-                    Utc::now(),
-                )
+                .accept_inbound(&format!("slack:{event_id}"), job, payload, Utc::now())
                 .await
             {
                 Ok(true) => {
@@ -353,6 +382,8 @@ async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             };
             let result = match job.kind.as_str() {
                 "investigate" => investigate_mention(&st, &job.payload).await,
+                "reply" => thread_reply(&st, &job.payload).await,
+                "command" => slow_command(&st, &job.payload).await,
                 "page" => handle_page(&st, &job.payload).await,
                 other => Err(format!("unknown job kind `{other}`")),
             };
@@ -377,8 +408,117 @@ async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Investigates a mention and queues the thread's messages.
+/// An engineer's reply in a thread: recorded as knowledge when it is an incident's thread
+/// and the reply speaks about the cause. `true` when a record was made.
+async fn capture_in_thread(st: &AppState, payload: &Value, mentioned: bool) -> Result<bool, String> {
+    let (Some(channel), Some(thread_ts), Some(ts)) = (
+        payload["channel"].as_str(),
+        payload["thread_ts"].as_str(),
+        payload["ts"].as_str(),
+    ) else {
+        return Ok(false);
+    };
+    if thread_ts == ts {
+        return Ok(false);
+    }
+    let Some(incident) = st
+        .store
+        .incident_by_thread(channel, thread_ts)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    let from = crate::knowledge::Provenance {
+        author: payload["user"].as_str().unwrap_or(""),
+        channel: Some(channel),
+        thread_ts: Some(thread_ts),
+    };
+    let text = payload["text"].as_str().unwrap_or("");
+    // Slack delivers a reply that mentions Cairn twice (message and app_mention): one
+    // Slack message yields at most one record.
+    let now = Utc::now();
+    let read = cairn_agents::correction::parse(text, &crate::knowledge::catalogue(&st.store).await);
+    // A question to Cairn in the thread is investigated, not recorded.
+    if read.is_empty() || !(read.about_cause || mentioned) || is_question(text) {
+        return Ok(false);
+    }
+    if !st
+        .store
+        .mark_processed(&format!("knowledge:{channel}:{ts}"), now)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(true);
+    }
+    let Some(record) = crate::knowledge::capture_reply(&st.store, &incident, text, mentioned, &from, now)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    let mut message = slack::blocks::knowledge_recorded(&record, &crate::knowledge::describe(&record));
+    message["channel"] = json!(channel);
+    message["thread_ts"] = json!(thread_ts);
+    st.store
+        .enqueue_outbox(&format!("knowledge:{}:recorded", record.record_id), channel, message, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    st.outbox.notify_one();
+    Ok(true)
+}
+
+/// Does `text` ask rather than tell ("why is checkout slow?", "is it the db")?
+fn is_question(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .filter(|w| !w.starts_with("<@"))
+        .map(|w| w.to_lowercase())
+        .collect();
+    let first = words.first().map(String::as_str).unwrap_or("");
+    text.trim_end().ends_with('?')
+        || matches!(
+            first,
+            "why" | "what" | "how" | "is" | "are" | "can" | "could" | "does" | "did" | "when"
+                | "where" | "which" | "who" | "investigate" | "check" | "look"
+        )
+}
+
+/// A slash command that outgrew Slack's 3 s: answered at its `response_url` (the only
+/// place such an answer may go).
+async fn slow_command(st: &AppState, payload: &Value) -> Result<(), String> {
+    let url = payload["response_url"].as_str().ok_or("command without response_url")?;
+    let service = payload["service"].as_str().unwrap_or("");
+    let text = match interact::explain(st, service).await {
+        Ok(lines) => lines.join("\n"),
+        Err(e) => format!("I could not explain `{service}`: {e}"),
+    };
+    let body = json!({"response_type": "ephemeral", "text": slack::text::safe(&text, 2900)});
+    let response = st
+        .http
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("response_url: {e}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("response_url: HTTP {}", response.status()))
+    }
+}
+
+/// A thread reply without a mention: knowledge when it corrects Cairn, else nothing.
+async fn thread_reply(st: &AppState, payload: &Value) -> Result<(), String> {
+    capture_in_thread(st, payload, false).await.map(|_| ())
+}
+
+/// Investigates a mention and queues the thread's messages; a mention inside an incident's
+/// thread that corrects Cairn is recorded instead.
 async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), String> {
+    if capture_in_thread(st, payload, true).await? {
+        return Ok(());
+    }
     let text = payload["text"].as_str().unwrap_or("");
     let channel = payload["channel"].as_str().ok_or("job without channel")?;
     let thread_ts = payload["thread_ts"]
@@ -467,6 +607,9 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
     let status = payload["status"].as_str().unwrap_or("triggered");
     let title = payload["title"].as_str().unwrap_or("Page").to_owned();
     let now = Utc::now();
+    if let Some(note) = payload["note"].as_str().filter(|n| !n.trim().is_empty()) {
+        return record_note(st, source, source_ref, note, payload["author"].as_str().unwrap_or(source)).await;
+    }
     if let Some(open) = st
         .store
         .open_incident_by_ref(source, source_ref)
@@ -556,6 +699,44 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
     run_and_post(st, incident.id, &title, &case, &place).await
 }
 
+/// A note on a paged incident (PagerDuty's resolution notes): knowledge about that
+/// incident, shown in its thread.
+async fn record_note(
+    st: &AppState,
+    source: &str,
+    source_ref: &str,
+    note: &str,
+    author: &str,
+) -> Result<(), String> {
+    let Some(incident) = st
+        .store
+        .incident_by_ref(source, source_ref)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let Some(record) = crate::knowledge::capture_note(&st.store, &incident, note, author, now)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    if let (Some(channel), Some(thread_ts)) = (&incident.channel, &incident.thread_ts) {
+        let mut message =
+            slack::blocks::knowledge_recorded(&record, &crate::knowledge::describe(&record));
+        message["channel"] = json!(channel);
+        message["thread_ts"] = json!(thread_ts);
+        st.store
+            .enqueue_outbox(&format!("knowledge:{}:recorded", record.record_id), channel, message, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        st.outbox.notify_one();
+    }
+    Ok(())
+}
+
 /// Where a thread's messages go: the channel (none: investigate without posting) and how to
 /// reach the thread (`thread_ts` known, or `thread_of` an incident whose root is pending).
 struct Thread {
@@ -604,8 +785,14 @@ async fn run_and_post(
     };
     let started = Utc::now();
     let (sink, mut events) = cairn_agents::ProgressSink::channel();
+    // What engineers taught Cairn about past incidents takes part in this one.
+    let precedents = crate::knowledge::precedents(&st.store).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "precedents unavailable; investigating without them");
+        Vec::new()
+    });
     let options = cairn_agents::Options {
         progress: sink,
+        precedents: Arc::new(precedents),
         ..cairn_agents::Options::default()
     };
     // The investigation is CPU work: it runs on a blocking-pool thread, so the runtime's
@@ -654,7 +841,7 @@ async fn run_and_post(
     let (finding, ()) = tokio::join!(investigation, watcher);
     let finding = finding.map_err(|e| e.to_string())?;
     st.metrics.investigation(finding.verdict);
-    save(st, incident_id, &finding, started).await?;
+    save(st, incident_id, case, &finding, started).await?;
     place
         .queue(
             st,
@@ -662,7 +849,8 @@ async fn run_and_post(
             edit(slack::blocks::status(incident_id, title, &finding)),
         )
         .await?;
-    for (suffix, message) in slack::blocks::thread(incident_id, &finding) {
+    let runbooks = st.store.runbooks().await.unwrap_or_default();
+    for (suffix, message) in slack::blocks::thread(incident_id, &finding, &runbooks) {
         place
             .queue(st, format!("incident:{incident_id}:{suffix}"), message)
             .await?;
@@ -674,15 +862,28 @@ async fn run_and_post(
 async fn save(
     st: &AppState,
     incident_id: i64,
+    case: &Incident,
     finding: &cairn_agents::Finding,
     started: chrono::DateTime<Utc>,
 ) -> Result<(), String> {
     let hypotheses = crate::findings::stored_hypotheses(finding, slack::blocks::HYPOTHESES);
     let verdict = crate::findings::verdict(finding);
     st.store
-        .save_investigation(incident_id, verdict, &hypotheses, started, Utc::now())
+        .save_investigation(
+            incident_id,
+            verdict,
+            &hypotheses,
+            started,
+            Utc::now(),
+            &crate::findings::context(case, finding),
+        )
         .await
         .map_err(|e| e.to_string())?;
+    // The services seen become the catalogue corrections are read against.
+    let set = SourceSet::new(st.sources.clone());
+    if let Ok(Some(topology)) = set.topology().await {
+        let _ = crate::knowledge::sync_catalogue(&st.store, &topology, Utc::now()).await;
+    }
     Ok(())
 }
 
@@ -757,7 +958,8 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                         continue;
                     }
                     match call(&st, slack, &method, &payload).await {
-                        Ok(ts) => {
+                        Ok(body) => {
+                            let ts = body["ts"].as_str().unwrap_or_default().to_owned();
                             let _ = st.store.mark_outbox_sent(message.id, &ts).await;
                             if payload["metadata"]["event_type"] == "cairn_incident" {
                                 if let (Some(id), Some(channel)) = (
@@ -800,13 +1002,13 @@ enum Retry {
     After(chrono::Duration, String),
 }
 
-/// Calls a Slack Web API method; the message `ts` on success.
+/// Calls a Slack Web API method; Slack's answer on success.
 async fn call(
     st: &AppState,
     slack: &SlackConfig,
     method: &str,
     payload: &Value,
-) -> Result<String, Retry> {
+) -> Result<Value, Retry> {
     let url = format!("{}{method}", slack.api_url);
     let response = st
         .http
@@ -840,12 +1042,30 @@ async fn call(
         .await
         .map_err(|e| Retry::After(chrono::Duration::seconds(2), format!("{method}: {e}")))?;
     if body["ok"] == json!(true) {
-        Ok(body["ts"].as_str().unwrap_or_default().to_owned())
+        Ok(body)
     } else {
         Err(Retry::After(
             chrono::Duration::seconds(30),
             format!("{method}: {}", body["error"].as_str().unwrap_or("not ok")),
         ))
+    }
+}
+
+/// Keeps the search index in step with the database.
+async fn refresh_search(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let Some(index) = st.search.clone() else {
+        return;
+    };
+    loop {
+        match index.refresh(&st.store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(documents = n, "search index refreshed"),
+            Err(e) => tracing::warn!(error = %e, "search index refresh failed"),
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(SEARCH_REFRESH) => {}
+        }
     }
 }
 
@@ -856,7 +1076,10 @@ async fn check_slack(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     };
     loop {
         match call(&st, &slack, "auth.test", &json!({})).await {
-            Ok(_) => {
+            Ok(body) => {
+                if let Some(user) = body["user_id"].as_str() {
+                    let _ = st.bot_user.set(user.to_owned());
+                }
                 st.slack_ready.store(true, Ordering::Relaxed);
                 tracing::info!("Slack auth.test passed");
                 return;

@@ -87,11 +87,12 @@ pub async fn pagerduty(
         _ => return accepted(&st, route, started, StatusCode::OK),
     };
     let data = &event["data"];
+    // A note (`incident.annotated`) names its incident inside; the others are the incident.
     let (Some(event_id), Some(incident_ref)) = (
         event["id"]
             .as_str()
             .or_else(|| headers.get("x-webhook-id").and_then(|v| v.to_str().ok())),
-        data["id"].as_str(),
+        data["incident"]["id"].as_str().or(data["id"].as_str()),
     ) else {
         return accepted(&st, route, started, StatusCode::BAD_REQUEST);
     };
@@ -102,6 +103,8 @@ pub async fn pagerduty(
         "title": data["title"].as_str().unwrap_or("PagerDuty incident"),
         "service": data["service"]["summary"].as_str(),
         "at": event["occurred_at"].as_str(),
+        "note": (status == "annotated").then(|| data["content"].as_str()).flatten(),
+        "author": event["agent"]["id"].as_str(),
     });
     store(
         &st,

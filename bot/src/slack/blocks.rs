@@ -40,6 +40,27 @@ pub fn root(incident_id: i64, title: &str, source: &str, service: Option<&str>) 
     })
 }
 
+/// What Cairn recorded from an engineer's words, in the thread: the understanding, the
+/// original words, and an Undo button (`knowledge_undo`, value = the record id).
+pub fn knowledge_recorded(record: &cairn_knowledge::KnowledgeRecord, understood: &str) -> Value {
+    let text = format!(
+        "📝 Recorded {} from {} — this will inform similar incidents.\n> {}",
+        safe(understood, 500),
+        safe(&record.author, 40),
+        safe(&record.statement, 1500).replace('\n', "\n> ")
+    );
+    json!({
+        "text": format!("Recorded {}", safe(understood, 500)),
+        "blocks": [
+            section(&text),
+            {"type": "actions", "elements": [
+                {"type": "button", "action_id": "knowledge_undo", "text": {"type": "plain_text", "text": "Undo"}, "value": record.record_id.to_string()},
+            ]},
+        ],
+        "metadata": metadata("cairn_knowledge", json!({"incident_id": record.incident_id, "record_id": record.record_id})),
+    })
+}
+
 /// The status message while agents run: who has reported, with how many findings.
 pub fn status_running(
     incident_id: i64,
@@ -96,8 +117,14 @@ pub fn status(incident_id: i64, title: &str, finding: &Finding) -> Value {
     })
 }
 
-/// One hypothesis: rank, confidence, evidence bullets with numbers, sparkline, buttons.
-pub fn hypothesis(incident_id: i64, rank: usize, h: &Hypothesis) -> Value {
+/// One hypothesis: rank, confidence, evidence bullets with numbers, sparkline, the
+/// runbooks of its service, buttons.
+pub fn hypothesis(
+    incident_id: i64,
+    rank: usize,
+    h: &Hypothesis,
+    runbooks: &[cairn_knowledge::Runbook],
+) -> Value {
     let kind = h.kind.map_or_else(
         || "cause unclear".to_owned(),
         |k| k.to_string().replace('_', " "),
@@ -121,6 +148,15 @@ pub fn hypothesis(incident_id: i64, rank: usize, h: &Hypothesis) -> Value {
     }
     for e in h.contradicting.iter().take(2) {
         blocks.push(section(&format!("✗ {}", safe(&e.reason, 600))));
+    }
+    let books: Vec<String> = runbooks
+        .iter()
+        .filter(|r| r.services.iter().any(|s| s == &h.service))
+        .take(2)
+        .map(|r| format!("📖 Runbook: *{}* ({})", safe(&r.title, 200), safe(&r.path, 300)))
+        .collect();
+    if !books.is_empty() {
+        blocks.push(section(&books.join("\n")));
     }
     let value = format!("{incident_id}:{rank}");
     blocks.push(json!({"type": "actions", "elements": [
@@ -156,18 +192,120 @@ pub fn summary(incident_id: i64, finding: &Finding) -> Value {
 
 /// The messages posted after the investigation (the status message is edited, not posted),
 /// in posting order, each with its idempotency key suffix.
-pub fn thread(incident_id: i64, finding: &Finding) -> Vec<(String, Value)> {
+pub fn thread(
+    incident_id: i64,
+    finding: &Finding,
+    runbooks: &[cairn_knowledge::Runbook],
+) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     if finding.verdict == Verdict::RootCauseFound {
         for (i, h) in finding.ranking.iter().take(HYPOTHESES).enumerate() {
             if i == 0 || h.confidence.get() >= 0.2 {
                 out.push((
                     format!("hypothesis:{}", i + 1),
-                    hypothesis(incident_id, i + 1, h),
+                    hypothesis(incident_id, i + 1, h, runbooks),
                 ));
             }
         }
     }
     out.push(("summary".to_owned(), summary(incident_id, finding)));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use serde_json::Value;
+
+    use cairn_agents::{Confidence, Domain, Evidence, FaultKind, Hypothesis, HypothesisStatus, Signal};
+    use cairn_connectors::TimeWindow;
+    use cairn_knowledge::{KnowledgeRecord, Runbook};
+
+    use super::*;
+
+    fn window() -> TimeWindow {
+        TimeWindow {
+            start: Utc.with_ymd_and_hms(2026, 3, 16, 0, 0, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2026, 3, 16, 1, 0, 0).unwrap(),
+        }
+    }
+
+    fn within_limits(message: &Value) {
+        let blocks = message["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= MAX_BLOCKS);
+        for b in blocks {
+            if b["type"] == "section" {
+                assert!(b["text"]["text"].as_str().unwrap().chars().count() <= MAX_SECTION);
+            }
+            for e in b["elements"].as_array().into_iter().flatten() {
+                if e["type"] == "button" {
+                    assert!(e["text"]["text"].as_str().unwrap().chars().count() <= MAX_BUTTON);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_hypothesis_with_precedent_and_a_runbook() {
+        let mut precedent = Evidence::new(
+            Domain::Precedent,
+            Signal::Precedent,
+            "orders-db",
+            "knowledge",
+            "past incidents whose symptoms resemble this one's",
+            window(),
+            0.81,
+            "like incident #12 on 2026-03-10 (\"Checkout <!channel> 5xx\"), root cause db_pool_exhaustion on orders-db (corrected by @U2); symptoms 90% alike",
+        );
+        precedent.incident_ref = Some(12);
+        precedent.record_ref = Some(7);
+        let metrics = Evidence {
+            observed: 40.0,
+            baseline: 0.0,
+            trend: vec![0.0, 0.0, 1.0, 5.0, 9.0, 10.0],
+            ..Evidence::new(Domain::Database, Signal::PoolExhaustion, "orders-db", "bundle", "hikaricp_connections_pending{service=\"checkout\"}", window(), 0.9, "40 threads waiting for a connection (baseline 0)")
+        };
+        let h = Hypothesis {
+            service: "orders-db".into(),
+            kind: Some(FaultKind::DbPoolExhaustion),
+            confidence: Confidence::new(0.93),
+            supporting: vec![precedent, metrics],
+            contradicting: vec![],
+            status: HypothesisStatus::Open,
+        };
+        let runbooks = vec![Runbook {
+            id: 1,
+            title: "DB pool exhausted".into(),
+            path: "runbooks/db-pool.md".into(),
+            services: vec!["orders-db".into()],
+            alerts: vec![],
+            tags: vec![],
+            body: "Raise the pool".into(),
+            updated_at: window().start,
+        }];
+        let message = hypothesis(3, 1, &h, &runbooks);
+        within_limits(&message);
+        let text = message.to_string();
+        assert!(!text.contains("<!channel>"), "data cannot ping: {text}");
+        insta::assert_snapshot!(serde_json::to_string_pretty(&message).unwrap());
+    }
+
+    #[test]
+    fn what_was_recorded_with_its_undo_button() {
+        let record = KnowledgeRecord {
+            record_id: 7,
+            incident_id: Some(3),
+            ..KnowledgeRecord::draft(
+                "correction",
+                "root cause was the connection pool on orders-db, not checkout <@U999>",
+                serde_json::json!({"services": ["orders-db"], "rejected": ["checkout"], "fault_kind": "db_pool_exhaustion"}),
+                "U2",
+                "thread_reply",
+            )
+        };
+        let message = knowledge_recorded(&record, "correction #7: cause orders-db (db_pool_exhaustion); not checkout");
+        within_limits(&message);
+        assert!(!message.to_string().contains("<@U999>"));
+        insta::assert_snapshot!(serde_json::to_string_pretty(&message).unwrap());
+    }
 }

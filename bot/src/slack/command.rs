@@ -29,22 +29,22 @@ pub enum SlashCommand {
     },
     /// Open incidents and where their threads are.
     Status,
-    /// Find runbooks for a service or symptom (arrives with the knowledge store).
+    /// Find runbooks for a service or symptom, e.g. `/cairn runbook checkout 5xx`
     Runbook {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         query: Vec<String>,
     },
-    /// What a service depends on, who calls it, its past incidents (arrives with the knowledge store).
+    /// What a service depends on, who calls it, owners, recent changes, past incidents, runbooks
     Explain {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         service: Vec<String>,
     },
-    /// Record a fact for the team (arrives with the knowledge store).
+    /// Record knowledge for the team, e.g. `/cairn learn cart-cache evicts under load`
     Learn {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         text: Vec<String>,
     },
-    /// Retract a knowledge record you wrote (arrives with the knowledge store).
+    /// Retract a knowledge record you wrote (admins: any), e.g. `/cairn forget 12`
     Forget {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         id: Vec<String>,
