@@ -147,7 +147,12 @@ pub enum KnowledgeAction {
     /// `<type>\t<id>\t<title>`.
     Search {
         /// Words to look for.
-        #[arg(value_name = "QUERY", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(
+            value_name = "QUERY",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
         query: Vec<String>,
         /// Print JSON instead.
         #[arg(long)]
@@ -223,7 +228,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 async fn open_store(config: &Config) -> Result<cairn_knowledge::Store, CliError> {
     let store = cairn_knowledge::Store::connect(config.database_url.as_str())
         .await
-        .map_err(|e| CliError::Failed(format!("cannot open the database (CAIRN_DATABASE_URL): {e}")))?;
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "cannot open the database (CAIRN_DATABASE_URL): {e}"
+            ))
+        })?;
     store
         .migrate()
         .await
@@ -263,7 +272,11 @@ async fn search(config: &Config, query: &str, json: bool, limit: usize) -> Resul
         println!("{out}");
     } else {
         for h in &hits {
-            let title: String = h.title.chars().map(|c| if c == '\t' || c == '\n' { ' ' } else { c }).collect();
+            let title: String = h
+                .title
+                .chars()
+                .map(|c| if c == '\t' || c == '\n' { ' ' } else { c })
+                .collect();
             println!("{}\t{}\t{}", h.doc_type.as_str(), h.id, title);
         }
     }

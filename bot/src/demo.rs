@@ -112,11 +112,17 @@ async fn investigate_page(
     let known = if precedents.is_empty() {
         String::new()
     } else {
-        format!(" with {} knowledge record(s) as precedent", precedents.len())
+        format!(
+            " with {} knowledge record(s) as precedent",
+            precedents.len()
+        )
     };
     println!(
         "{}",
-        style.dim(&format!("Incident #{} opened; investigating{known}…", stored.id))
+        style.dim(&format!(
+            "Incident #{} opened; investigating{known}…",
+            stored.id
+        ))
     );
     let (sink, mut events) = ProgressSink::channel();
     let options = Options {
@@ -197,7 +203,12 @@ async fn engineer(
     let top = finding.ranking.first().map(|h| h.service.as_str());
     let record = match expected {
         Expected::RootCause { service, .. } if top == Some(service.as_str()) => {
-            println!("{}", style.bold(&format!("{ENGINEER} clicks ✅ Confirm on hypothesis #1 ({service}).")));
+            println!(
+                "{}",
+                style.bold(&format!(
+                    "{ENGINEER} clicks ✅ Confirm on hypothesis #1 ({service})."
+                ))
+            );
             store
                 .decide_hypothesis(incident.id, 1, "confirmed", ENGINEER, now)
                 .await
@@ -209,10 +220,14 @@ async fn engineer(
         Expected::RootCause { service, kind } => {
             let words = format!(
                 "<@U0CAIRN> root cause was {} on {service}{}",
-                kind.as_deref().map_or("a fault".to_owned(), |k| k.replace('_', " ")),
+                kind.as_deref()
+                    .map_or("a fault".to_owned(), |k| k.replace('_', " ")),
                 top.map_or(String::new(), |t| format!(", not {t}"))
             );
-            println!("{}", style.bold(&format!("{ENGINEER} replies in the thread: “{words}”")));
+            println!(
+                "{}",
+                style.bold(&format!("{ENGINEER} replies in the thread: “{words}”"))
+            );
             crate::knowledge::capture_reply(store, incident, &words, true, &from, now)
                 .await
                 .map_err(failed)?

@@ -59,7 +59,13 @@ pub async fn sync_catalogue(
 ) -> Result<(), StoreError> {
     for s in &topology.services {
         store
-            .upsert_service(&s.name, s.kind.as_deref(), s.team.as_deref(), &s.depends_on, now)
+            .upsert_service(
+                &s.name,
+                s.kind.as_deref(),
+                s.team.as_deref(),
+                &s.depends_on,
+                now,
+            )
             .await?;
     }
     Ok(())
@@ -167,8 +173,19 @@ pub async fn capture_reply(
         incident_id: Some(incident.id),
         channel: from.channel.map(str::to_owned),
         thread_ts: from.thread_ts.map(str::to_owned),
-        scope: if read.causes.is_empty() { "global" } else { "service" }.into(),
-        ..KnowledgeRecord::draft(kind, text.trim(), fields(&read), from.author, "thread_reply")
+        scope: if read.causes.is_empty() {
+            "global"
+        } else {
+            "service"
+        }
+        .into(),
+        ..KnowledgeRecord::draft(
+            kind,
+            text.trim(),
+            fields(&read),
+            from.author,
+            "thread_reply",
+        )
     };
     store.add_knowledge(&draft, now).await.map(Some)
 }
@@ -190,7 +207,13 @@ pub async fn learn(
     let draft = KnowledgeRecord {
         channel: from.channel.map(str::to_owned),
         scope: scope.into(),
-        ..KnowledgeRecord::draft("fact", text.trim(), fields(&read), from.author, "slash_learn")
+        ..KnowledgeRecord::draft(
+            "fact",
+            text.trim(),
+            fields(&read),
+            from.author,
+            "slash_learn",
+        )
     };
     store.add_knowledge(&draft, now).await
 }
@@ -208,7 +231,11 @@ pub async fn capture_note(
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let kind = if read.causes.is_empty() { "fact" } else { "root_cause" };
+    let kind = if read.causes.is_empty() {
+        "fact"
+    } else {
+        "root_cause"
+    };
     let draft = KnowledgeRecord {
         incident_id: Some(incident.id),
         scope: "service".into(),
@@ -314,11 +341,7 @@ pub async fn explain(
     } else {
         out.push("Recent changes:".to_owned());
         for c in mine.iter().rev().take(5) {
-            out.push(format!(
-                "• {} {}",
-                c.ts.format("%Y-%m-%d %H:%M"),
-                c.summary
-            ));
+            out.push(format!("• {} {}", c.ts.format("%Y-%m-%d %H:%M"), c.summary));
         }
     }
     let past = store.incidents_for_service(service, 5).await?;
@@ -358,7 +381,12 @@ pub async fn explain(
         .await?
         .into_iter()
         .filter(|r| r.status == "active")
-        .filter(|r| r.services().iter().chain(r.rejected().iter()).any(|s| s == service))
+        .filter(|r| {
+            r.services()
+                .iter()
+                .chain(r.rejected().iter())
+                .any(|s| s == service)
+        })
         .take(5)
         .collect();
     if !records.is_empty() {
@@ -371,7 +399,11 @@ pub async fn explain(
 }
 
 /// `/cairn runbook QUERY`: the best matching runbooks, title, excerpt and where it lives.
-pub fn runbook_answer(index: &SearchIndex, store_runbooks: &[cairn_knowledge::Runbook], query: &str) -> Vec<String> {
+pub fn runbook_answer(
+    index: &SearchIndex,
+    store_runbooks: &[cairn_knowledge::Runbook],
+    query: &str,
+) -> Vec<String> {
     let hits = index
         .search(query, Some(cairn_knowledge::DocType::Runbook), 3)
         .unwrap_or_default();

@@ -74,7 +74,10 @@ mod tests {
         assert!((a.similarity(&a) - 1.0).abs() < 1e-9);
         assert_eq!(a.similarity(&fp(&[("c|errors", 0.9)])), 0.0);
         assert_eq!(a.similarity(&Fingerprint::default()), 0.0);
-        assert_eq!(Fingerprint::default().similarity(&Fingerprint::default()), 0.0);
+        assert_eq!(
+            Fingerprint::default().similarity(&Fingerprint::default()),
+            0.0
+        );
     }
 
     #[test]

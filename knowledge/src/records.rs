@@ -253,14 +253,11 @@ impl Store {
         source: &str,
         source_ref: &str,
     ) -> Result<Option<Incident>, StoreError> {
-        let row = self
-            .db()
-            .query_one(self.stmt(
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE source = ? AND source_ref = ? ORDER BY id DESC LIMIT 1"),
-                vec![source.into(), source_ref.into()],
-            ))
-            .await?;
-        row.as_ref().map(incident_from).transpose()
+        self.newest_incident(
+            "source = ? AND source_ref = ?",
+            vec![source.into(), source_ref.into()],
+        )
+        .await
     }
 
     /// The incident whose Slack thread is `thread_ts` in `channel`, if any.
@@ -269,14 +266,11 @@ impl Store {
         channel: &str,
         thread_ts: &str,
     ) -> Result<Option<Incident>, StoreError> {
-        let row = self
-            .db()
-            .query_one(self.stmt(
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE channel = ? AND thread_ts = ? ORDER BY id DESC LIMIT 1"),
-                vec![channel.into(), thread_ts.into()],
-            ))
-            .await?;
-        row.as_ref().map(incident_from).transpose()
+        self.newest_incident(
+            "channel = ? AND thread_ts = ?",
+            vec![channel.into(), thread_ts.into()],
+        )
+        .await
     }
 
     /// The newest incident from `source` with `source_ref` that is not resolved (one open
@@ -286,11 +280,24 @@ impl Store {
         source: &str,
         source_ref: &str,
     ) -> Result<Option<Incident>, StoreError> {
+        self.newest_incident(
+            "source = ? AND source_ref = ? AND status <> 'resolved'",
+            vec![source.into(), source_ref.into()],
+        )
+        .await
+    }
+
+    /// The newest incident matching `condition` (SQL over the incidents' columns).
+    async fn newest_incident(
+        &self,
+        condition: &str,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<Option<Incident>, StoreError> {
         let row = self
             .db()
             .query_one(self.stmt(
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE source = ? AND source_ref = ? AND status <> 'resolved' ORDER BY id DESC LIMIT 1"),
-                vec![source.into(), source_ref.into()],
+                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {condition} ORDER BY id DESC LIMIT 1"),
+                values,
             ))
             .await?;
         row.as_ref().map(incident_from).transpose()

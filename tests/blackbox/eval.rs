@@ -163,7 +163,10 @@ fn learning_fixes_the_similar_incident_and_leaves_the_others() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let s = &report["summary"];
     assert_eq!(s["cases"], 3, "{report}");
-    assert_eq!(s["others_changed"], 0, "unrelated knowledge changed nothing: {report}");
+    assert_eq!(
+        s["others_changed"], 0,
+        "unrelated knowledge changed nothing: {report}"
+    );
     let ride = report["cases"]
         .as_array()
         .unwrap()
@@ -171,7 +174,17 @@ fn learning_fixes_the_similar_incident_and_leaves_the_others() {
         .find(|c| c["case"] == "ride")
         .unwrap();
     assert_eq!(ride["recorded"], "confirmation");
-    assert_eq!(ride["paired_before"], "trips", "without knowledge the twin is misread: {ride}");
-    assert_eq!(ride["paired_after"], "trips-db", "with it, the settled cause ranks first: {ride}");
-    assert!(stdout(&out).contains("without knowledge, 1.00 with it"), "{}", stdout(&out));
+    assert_eq!(
+        ride["paired_before"], "trips",
+        "without knowledge the twin is misread: {ride}"
+    );
+    assert_eq!(
+        ride["paired_after"], "trips-db",
+        "with it, the settled cause ranks first: {ride}"
+    );
+    assert!(
+        stdout(&out).contains("without knowledge, 1.00 with it"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -45,7 +45,14 @@ async fn records(client: &reqwest::Client, base: &str) -> Vec<Value> {
     body["records"].as_array().cloned().unwrap_or_default()
 }
 
-fn reply(event_id: &str, user: &str, ts: &str, thread_ts: &str, text: &str, extra: Value) -> String {
+fn reply(
+    event_id: &str,
+    user: &str,
+    ts: &str,
+    thread_ts: &str,
+    text: &str,
+    extra: Value,
+) -> String {
     let mut event = json!({"type": "message", "user": user, "text": text, "ts": ts, "thread_ts": thread_ts, "channel": "C1"});
     if let (Some(e), Some(x)) = (event.as_object_mut(), extra.as_object()) {
         e.extend(x.clone());
@@ -78,42 +85,99 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
         let client = client.clone();
         let events = events.clone();
         async move {
-            let status = signed(&client, &events, &body, now()).send().await.unwrap().status();
+            let status = signed(&client, &events, &body, now())
+                .send()
+                .await
+                .unwrap()
+                .status();
             assert_eq!(status, 200);
         }
     };
 
     // A question opens an incident thread under the mention.
     let root = "1700000000.000100";
-    send(mention("Ev1", root, "<@UCAIRN> why is storefront failing?", json!({}))).await;
+    send(mention(
+        "Ev1",
+        root,
+        "<@UCAIRN> why is storefront failing?",
+        json!({}),
+    ))
+    .await;
     wait_for("the investigation's summary", || {
         !posted(&received, "chat.postMessage", "cairn_summary").is_empty()
     })
     .await;
     assert!(records(&client, &server.base).await.is_empty());
     let incidents = posted(&received, "chat.postMessage", "cairn_summary");
-    let incident_id = incidents[0]["metadata"]["event_payload"]["incident_id"].as_i64().unwrap();
+    let incident_id = incidents[0]["metadata"]["event_payload"]["incident_id"]
+        .as_i64()
+        .unwrap();
 
     // Chatter in the thread and other bots' messages are not knowledge.
-    send(reply("Ev2", "U2", "1700000000.000150", root, "looking into it, dashboards soon", json!({}))).await;
-    send(reply("Ev3", "U2", "1700000000.000160", root, "root cause was payments", json!({"bot_id": "B1"}))).await;
+    send(reply(
+        "Ev2",
+        "U2",
+        "1700000000.000150",
+        root,
+        "looking into it, dashboards soon",
+        json!({}),
+    ))
+    .await;
+    send(reply(
+        "Ev3",
+        "U2",
+        "1700000000.000160",
+        root,
+        "root cause was payments",
+        json!({"bot_id": "B1"}),
+    ))
+    .await;
 
     // A correction: recorded with who, where and which incident, answered in the thread.
     let words = "root cause was the connection pool on orders-db, not checkout";
-    send(reply("Ev4", "U2", "1700000000.000200", root, words, json!({}))).await;
+    send(reply(
+        "Ev4",
+        "U2",
+        "1700000000.000200",
+        root,
+        words,
+        json!({}),
+    ))
+    .await;
     // Slack delivers a reply that mentions Cairn twice; and retries: still one record.
-    send(mention("Ev5", "1700000000.000200", words, json!({"thread_ts": root}))).await;
-    send(reply("Ev4", "U2", "1700000000.000200", root, words, json!({}))).await;
+    send(mention(
+        "Ev5",
+        "1700000000.000200",
+        words,
+        json!({"thread_ts": root}),
+    ))
+    .await;
+    send(reply(
+        "Ev4",
+        "U2",
+        "1700000000.000200",
+        root,
+        words,
+        json!({}),
+    ))
+    .await;
     wait_for("the recorded answer", || {
         !posted(&received, "chat.postMessage", "cairn_knowledge").is_empty()
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let recorded = posted(&received, "chat.postMessage", "cairn_knowledge");
-    assert_eq!(recorded.len(), 1, "one Slack message, one record: {recorded:?}");
+    assert_eq!(
+        recorded.len(),
+        1,
+        "one Slack message, one record: {recorded:?}"
+    );
     assert_eq!(recorded[0]["thread_ts"], root);
     let text = recorded[0].to_string();
-    assert!(text.contains("cause orders-db (db_pool_exhaustion)") && text.contains("not checkout"), "{text}");
+    assert!(
+        text.contains("cause orders-db (db_pool_exhaustion)") && text.contains("not checkout"),
+        "{text}"
+    );
     assert!(text.contains("knowledge_undo"), "an Undo button: {text}");
     assert_eq!(
         posted(&received, "chat.postMessage", "cairn_incident").len()
@@ -133,7 +197,14 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
             correction["status"].as_str(),
             correction["text"].as_str()
         ),
-        (Some("correction"), Some("U2"), Some(incident_id), Some("thread_reply"), Some("active"), Some(words))
+        (
+            Some("correction"),
+            Some("U2"),
+            Some(incident_id),
+            Some("thread_reply"),
+            Some("active"),
+            Some(words)
+        )
     );
     let record_id = correction["id"].as_i64().unwrap();
 
@@ -143,17 +214,38 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
         let click = json!({"type": "block_actions", "user": {"id": user}, "container": {"channel_id": "C1", "message_ts": "1700000100.000099"}, "message": {"text": "Recorded", "thread_ts": root, "blocks": recorded[0]["blocks"]}, "actions": [{"action_id": "knowledge_undo", "value": record_id.to_string()}]});
         serde_urlencoded::to_string([("payload", click.to_string())]).unwrap()
     };
-    let r = signed_form(&client, &interactions, &undo("U9")).send().await.unwrap();
+    let r = signed_form(&client, &interactions, &undo("U9"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    wait_for("the refusal", || !calls(&received, "chat.postEphemeral").is_empty()).await;
+    wait_for("the refusal", || {
+        !calls(&received, "chat.postEphemeral").is_empty()
+    })
+    .await;
     let refusal = calls(&received, "chat.postEphemeral")[0].to_string();
-    assert!(refusal.contains("Only the author (U2)") && refusal.contains("\"user\":\"U9\""), "{refusal}");
-    assert_eq!(records(&client, &server.base).await[0]["status"], "active", "a refusal changes nothing");
-    let r = signed_form(&client, &interactions, &undo("U2")).send().await.unwrap();
+    assert!(
+        refusal.contains("Only the author (U2)") && refusal.contains("\"user\":\"U9\""),
+        "{refusal}"
+    );
+    assert_eq!(
+        records(&client, &server.base).await[0]["status"],
+        "active",
+        "a refusal changes nothing"
+    );
+    let r = signed_form(&client, &interactions, &undo("U2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(records(&client, &server.base).await[0]["status"], "retracted");
+    assert_eq!(
+        records(&client, &server.base).await[0]["status"],
+        "retracted"
+    );
     wait_for("the undone message", || {
-        calls(&received, "chat.update").iter().any(|b| b.to_string().contains("Undone by U2"))
+        calls(&received, "chat.update")
+            .iter()
+            .any(|b| b.to_string().contains("Undone by U2"))
     })
     .await;
 
@@ -175,22 +267,47 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
         let client = client.clone();
         let commands = commands.clone();
         async move {
-            let v: Value = signed_form(&client, &commands, &body).send().await.unwrap().json().await.unwrap();
+            let v: Value = signed_form(&client, &commands, &body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             v["text"].as_str().unwrap_or_default().to_owned()
         }
     };
-    let learned = command("learn cart-cache evicts hot keys under load <!channel>", "U7").await;
+    let learned = command(
+        "learn cart-cache evicts hot keys under load <!channel>",
+        "U7",
+    )
+    .await;
     assert!(learned.starts_with("Recorded fact #"), "{learned}");
     assert!(!learned.contains("<!channel>"), "{learned}");
     let fact = records(&client, &server.base).await[0].clone();
-    assert_eq!((fact["kind"].as_str(), fact["author"].as_str(), fact["source"].as_str()), (Some("fact"), Some("U7"), Some("slash_learn")));
+    assert_eq!(
+        (
+            fact["kind"].as_str(),
+            fact["author"].as_str(),
+            fact["source"].as_str()
+        ),
+        (Some("fact"), Some("U7"), Some("slash_learn"))
+    );
     let fact_id = fact["id"].as_i64().unwrap();
     let refused = command(&format!("forget {fact_id}"), "U8").await;
-    assert!(refused.contains("Only the author (U7) or an admin"), "{refused}");
+    assert!(
+        refused.contains("Only the author (U7) or an admin"),
+        "{refused}"
+    );
     assert_eq!(records(&client, &server.base).await[0]["status"], "active");
     let done = command(&format!("forget {fact_id}"), "UADMIN").await;
-    assert!(done.starts_with(&format!("Retracted record #{fact_id}")), "{done}");
-    assert!(command("forget 999999", "UADMIN").await.contains("no knowledge record #999999"));
+    assert!(
+        done.starts_with(&format!("Retracted record #{fact_id}")),
+        "{done}"
+    );
+    assert!(command("forget 999999", "UADMIN")
+        .await
+        .contains("no knowledge record #999999"));
     assert!(command("forget soon", "U7").await.starts_with("Usage"));
 
     // Confirm on a hypothesis is knowledge too.
@@ -200,15 +317,42 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
         .unwrap();
     let click = json!({"type": "block_actions", "user": {"id": "U3"}, "container": {"channel_id": "C1", "message_ts": "1700000100.000005"}, "message": {"text": top["text"], "thread_ts": root, "blocks": top["blocks"]}, "actions": [{"action_id": "hypothesis_confirm", "value": format!("{incident_id}:1")}]});
     let body = serde_urlencoded::to_string([("payload", click.to_string())]).unwrap();
-    assert_eq!(signed_form(&client, &interactions, &body).send().await.unwrap().status(), 200);
+    assert_eq!(
+        signed_form(&client, &interactions, &body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let confirmation = records(&client, &server.base).await[0].clone();
-    assert_eq!((confirmation["kind"].as_str(), confirmation["author"].as_str(), confirmation["source"].as_str(), confirmation["incident_id"].as_i64()), (Some("confirmation"), Some("U3"), Some("slack_button"), Some(incident_id)));
+    assert_eq!(
+        (
+            confirmation["kind"].as_str(),
+            confirmation["author"].as_str(),
+            confirmation["source"].as_str(),
+            confirmation["incident_id"].as_i64()
+        ),
+        (
+            Some("confirmation"),
+            Some("U3"),
+            Some("slack_button"),
+            Some(incident_id)
+        )
+    );
 
     // A PagerDuty resolution note on a paged incident becomes its root cause.
     let pd = format!("{}/webhooks/pagerduty", server.base);
     let send_pd = |body: String| {
-        let sig = format!("v1={}", cairn_bot::serve::pages::pagerduty_sign(b"pd-secret", body.as_bytes()));
-        client.post(&pd).header("x-pagerduty-signature", sig).body(body).send()
+        let sig = format!(
+            "v1={}",
+            cairn_bot::serve::pages::pagerduty_sign(b"pd-secret", body.as_bytes())
+        );
+        client
+            .post(&pd)
+            .header("x-pagerduty-signature", sig)
+            .body(body)
+            .send()
     };
     let trigger = json!({"event": {"id": "E1", "event_type": "incident.triggered", "occurred_at": "2026-05-24T16:48:00Z", "data": {"id": "PXYZ", "type": "incident", "title": "Checkout errors", "service": {"summary": "storefront"}}}});
     assert_eq!(send_pd(trigger.to_string()).await.unwrap().status(), 202);
@@ -216,14 +360,20 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
     assert_eq!(send_pd(note.to_string()).await.unwrap().status(), 202);
     let mut from_pd = None;
     for _ in 0..100 {
-        from_pd = records(&client, &server.base).await.into_iter().find(|r| r["source"] == "pagerduty");
+        from_pd = records(&client, &server.base)
+            .await
+            .into_iter()
+            .find(|r| r["source"] == "pagerduty");
         if from_pd.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let from_pd = from_pd.expect("the note became a record");
-    assert_eq!((from_pd["kind"].as_str(), from_pd["author"].as_str()), (Some("root_cause"), Some("PUSER1")));
+    assert_eq!(
+        (from_pd["kind"].as_str(), from_pd["author"].as_str()),
+        (Some("root_cause"), Some("PUSER1"))
+    );
 
     // Runbooks imported by another process while serve runs: found within 5 s.
     let books = dir.path().join("runbooks");
@@ -232,15 +382,39 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
     let import = run(cairn(dir.path())
         .args(["runbooks", "import"])
         .arg(&books)
-        .env("CAIRN_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("cairn.db").display())));
+        .env(
+            "CAIRN_DATABASE_URL",
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("cairn.db").display()
+            ),
+        ));
     assert!(import.status.success(), "{}", stderr(&import));
     assert!(stdout(&import).contains("1 added"), "{}", stdout(&import));
     let again = run(cairn(dir.path())
         .args(["runbooks", "import"])
         .arg(&books)
-        .env("CAIRN_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.path().join("cairn.db").display())));
-    assert!(stdout(&again).contains("0 added, 0 updated, 1 unchanged"), "{}", stdout(&again));
-    let listed: Value = client.get(format!("{}/api/runbooks", server.base)).bearer_auth(API).send().await.unwrap().json().await.unwrap();
+        .env(
+            "CAIRN_DATABASE_URL",
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("cairn.db").display()
+            ),
+        ));
+    assert!(
+        stdout(&again).contains("0 added, 0 updated, 1 unchanged"),
+        "{}",
+        stdout(&again)
+    );
+    let listed: Value = client
+        .get(format!("{}/api/runbooks", server.base))
+        .bearer_auth(API)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["runbooks"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["runbooks"][0]["services"], json!(["checkout"]));
     let mut found = String::new();
@@ -251,14 +425,24 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(found.contains("Checkout failing orders") && found.contains("Roll back"), "{found}");
+    assert!(
+        found.contains("Checkout failing orders") && found.contains("Roll back"),
+        "{found}"
+    );
 
     // Onboarding: what checkout depends on and who calls it, its past incidents, knowledge.
     let explained = command("explain checkout", "U7").await;
-    for part in ["Depends on: payments, orders-db, cart-cache", "Called by: storefront", "Runbooks:", "Checkout failing orders"] {
+    for part in [
+        "Depends on: payments, orders-db, cart-cache",
+        "Called by: storefront",
+        "Runbooks:",
+        "Checkout failing orders",
+    ] {
         assert!(explained.contains(part), "missing {part}: {explained}");
     }
-    assert!(command("explain nosuch", "U7").await.contains("I don't know a service called"));
+    assert!(command("explain nosuch", "U7")
+        .await
+        .contains("I don't know a service called"));
 
     // Knowledge survives a restart: it lives in the database.
     let before = records(&client, &server.base).await;
@@ -271,16 +455,32 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
     let index = dir.path().join("index");
     assert!(index.is_dir(), "the index lives in the data directory");
     std::fs::remove_dir_all(&index).unwrap();
-    let db = format!("sqlite://{}?mode=rwc", dir.path().join("cairn.db").display());
-    let search = run(cairn(dir.path()).args(["knowledge", "search", "checkout", "release"]).env("CAIRN_DATABASE_URL", &db));
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("cairn.db").display()
+    );
+    let search = run(cairn(dir.path())
+        .args(["knowledge", "search", "checkout", "release"])
+        .env("CAIRN_DATABASE_URL", &db));
     assert!(search.status.success(), "{}", stderr(&search));
     let lines = stdout(&search);
-    assert!(lines.lines().any(|l| l.starts_with("runbook\t") && l.ends_with("\tCheckout failing orders")), "{lines}");
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("runbook\t") && l.ends_with("\tCheckout failing orders")),
+        "{lines}"
+    );
     assert!(index.is_dir(), "rebuilt");
-    let json_out = run(cairn(dir.path()).args(["knowledge", "search", "--json", "orders-db"]).env("CAIRN_DATABASE_URL", &db));
+    let json_out = run(cairn(dir.path())
+        .args(["knowledge", "search", "--json", "orders-db"])
+        .env("CAIRN_DATABASE_URL", &db));
     let parsed: Value = serde_json::from_slice(&json_out.stdout).unwrap();
     assert!(
-        parsed["results"].as_array().unwrap().iter().all(|r| r["id"] != record_id || r["type"] != "record"),
+        parsed["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["id"] != record_id || r["type"] != "record"),
         "a retracted record is not found: {parsed}"
     );
 
@@ -293,13 +493,20 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
         .env("CAIRN_BUNDLE", &bundle));
     assert!(export.status.success(), "{}", stderr(&export));
     let expect = std::fs::read_to_string(case.join("expect.yaml")).unwrap();
-    let top_service = top["metadata"]["event_payload"]["service"].as_str().unwrap();
-    assert!(expect.contains(&format!("service: \"{top_service}\"")), "{expect}");
+    let top_service = top["metadata"]["event_payload"]["service"]
+        .as_str()
+        .unwrap();
+    assert!(
+        expect.contains(&format!("service: \"{top_service}\"")),
+        "{expect}"
+    );
     let scored = run(cairn(dir.path()).args(["eval", "--bundles"]).arg(&case));
     assert!(scored.status.success(), "{}", stderr(&scored));
     let table = stdout(&scored);
     assert!(
-        table.lines().any(|l| l.starts_with("all") && l.split_whitespace().nth(2) == Some("1.00")),
+        table
+            .lines()
+            .any(|l| l.starts_with("all") && l.split_whitespace().nth(2) == Some("1.00")),
         "the exported case scores AC@1 1.00: {table}"
     );
     let none = run(cairn(dir.path())
@@ -308,5 +515,9 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
         .env("CAIRN_DATABASE_URL", &db)
         .env("CAIRN_BUNDLE", &bundle));
     assert_eq!(none.status.code(), Some(1));
-    assert!(stderr(&none).contains("no incident #424242"), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("no incident #424242"),
+        "{}",
+        stderr(&none)
+    );
 }

@@ -132,7 +132,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-pub(crate) fn signed(client: &reqwest::Client, url: &str, body: &str, ts: i64) -> reqwest::RequestBuilder {
+pub(crate) fn signed(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    ts: i64,
+) -> reqwest::RequestBuilder {
     let sig = format!(
         "v0={}",
         sign(SECRET.as_bytes(), &ts.to_string(), body.as_bytes())
@@ -643,7 +648,11 @@ async fn pages_open_one_thread_each_and_updates_stay_in_it() {
     drop(server);
 }
 
-pub(crate) fn signed_form(client: &reqwest::Client, url: &str, body: &str) -> reqwest::RequestBuilder {
+pub(crate) fn signed_form(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+) -> reqwest::RequestBuilder {
     let ts = chrono::Utc::now().timestamp();
     let sig = format!(
         "v0={}",

@@ -25,7 +25,12 @@ async fn confirmed_cause(
     Ok(records
         .into_iter()
         .filter(|r| r.incident_id == Some(incident.id) && r.status == "active")
-        .filter(|r| matches!(r.kind.as_str(), "correction" | "root_cause" | "confirmation"))
+        .filter(|r| {
+            matches!(
+                r.kind.as_str(),
+                "correction" | "root_cause" | "confirmation"
+            )
+        })
         .find_map(|r| {
             let service = r.services().into_iter().next()?;
             Some((service, r.fault_kind().map(str::to_owned)))
@@ -37,7 +42,11 @@ pub async fn run(config: &Config, args: &ExportArgs) -> Result<(), CliError> {
     crate::simulate::prepare(&args.out)?;
     let store = Store::connect(config.database_url.as_str())
         .await
-        .map_err(|e| CliError::Failed(format!("cannot open the database (CAIRN_DATABASE_URL): {e}")))?;
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "cannot open the database (CAIRN_DATABASE_URL): {e}"
+            ))
+        })?;
     let incident = store
         .incident(args.incident)
         .await
@@ -66,7 +75,10 @@ pub async fn run(config: &Config, args: &ExportArgs) -> Result<(), CliError> {
     }
     // The window the investigation looked at; else the replayed page's; else the hour
     // before the incident opened.
-    let window = match context.as_ref().and_then(|c| c.window_start.zip(c.window_end)) {
+    let window = match context
+        .as_ref()
+        .and_then(|c| c.window_start.zip(c.window_end))
+    {
         Some((start, end)) => TimeWindow { start, end },
         None => replay.as_ref().map(|(_, w)| *w).unwrap_or(TimeWindow {
             start: incident.created_at - chrono::Duration::hours(1),
@@ -99,7 +111,10 @@ pub async fn run(config: &Config, args: &ExportArgs) -> Result<(), CliError> {
     }
     expect.push_str(&format!(
         "notes: {}\n",
-        yaml_str(&format!("exported from Cairn incident #{} ({})", incident.id, incident.title))
+        yaml_str(&format!(
+            "exported from Cairn incident #{} ({})",
+            incident.id, incident.title
+        ))
     ));
     files.insert(super::score::EXPECT_FILE, expect.into_bytes());
     files

@@ -219,7 +219,8 @@ async fn teach(
     finding: &Finding,
     window: cairn_connectors::TimeWindow,
 ) -> Result<(Option<i64>, String), CliError> {
-    let failed = |e: cairn_knowledge::StoreError| CliError::Failed(format!("evaluation database: {e}"));
+    let failed =
+        |e: cairn_knowledge::StoreError| CliError::Failed(format!("evaluation database: {e}"));
     let now = Utc::now();
     let incident = store
         .create_incident(
@@ -240,7 +241,14 @@ async fn teach(
     };
     let hypotheses = crate::findings::stored_hypotheses(finding, 5);
     store
-        .save_investigation(incident.id, crate::findings::verdict(finding), &hypotheses, now, now, &context)
+        .save_investigation(
+            incident.id,
+            crate::findings::verdict(finding),
+            &hypotheses,
+            now,
+            now,
+            &context,
+        )
         .await
         .map_err(failed)?;
     let first = top(finding);
@@ -314,7 +322,10 @@ async fn second_run(
         Err(e) => out.error = Some(e.to_string()),
     }
     if matches!(f.case, Case::Scenario(_)) {
-        for (with, slot) in [(false, &mut out.paired_before), (true, &mut out.paired_after)] {
+        for (with, slot) in [
+            (false, &mut out.paired_before),
+            (true, &mut out.paired_after),
+        ] {
             let knowledge = if with { all.to_vec() } else { Vec::new() };
             match load(&f.case, RESEED).await {
                 Ok((bundle, _)) => {
@@ -364,13 +375,12 @@ fn summarize(cases: &[LearnCase]) -> LearnSummary {
             Some(paired.iter().filter(|c| hit(&c.paired_before, c)).count() as f64 / m);
         s.paired_after_ac1 =
             Some(paired.iter().filter(|c| hit(&c.paired_after, c)).count() as f64 / m);
-        let corrected: Vec<&&&LearnCase> =
-            paired.iter().filter(|c| c.recorded == "correction").collect();
+        let corrected: Vec<&&&LearnCase> = paired
+            .iter()
+            .filter(|c| c.recorded == "correction")
+            .collect();
         s.corrected_pairs = Some((
-            corrected
-                .iter()
-                .filter(|c| hit(&c.paired_after, c))
-                .count(),
+            corrected.iter().filter(|c| hit(&c.paired_after, c)).count(),
             corrected.len(),
         ));
     }
@@ -381,7 +391,13 @@ fn summarize(cases: &[LearnCase]) -> LearnSummary {
 pub fn render(report: &LearnReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let width = report.cases.iter().map(|c| c.case.len()).max().unwrap_or(4).max(4);
+    let width = report
+        .cases
+        .iter()
+        .map(|c| c.case.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let show = |t: &Option<String>| t.clone().unwrap_or_else(|| "–".into());
     let _ = writeln!(
         out,
@@ -399,7 +415,9 @@ pub fn render(report: &LearnReport) -> String {
             show(&c.with_others),
             c.paired_before.as_ref().map_or("".into(), show),
             c.paired_after.as_ref().map_or("".into(), show),
-            c.error.as_ref().map_or(String::new(), |e| format!("  error: {e}")),
+            c.error
+                .as_ref()
+                .map_or(String::new(), |e| format!("  error: {e}")),
         );
     }
     let s = &report.summary;

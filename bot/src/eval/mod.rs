@@ -160,10 +160,7 @@ pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
             jobs
         );
         if let Some(path) = &args.json {
-            let json = serde_json::to_vec_pretty(&report)
-                .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
-            std::fs::write(path, json)
-                .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+            write_json(path, &report)?;
         }
         return Ok(());
     }
@@ -176,10 +173,7 @@ pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
         jobs
     );
     if let Some(path) = &args.json {
-        let json = serde_json::to_vec_pretty(&report)
-            .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
-        std::fs::write(path, json)
-            .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+        write_json(path, &report)?;
     }
     match report.summary.errors {
         0 => Ok(()),
@@ -188,6 +182,14 @@ pub async fn run(config: &Config, args: &EvalArgs) -> Result<(), CliError> {
             report.cases.len()
         ))),
     }
+}
+
+/// Writes a report as pretty JSON to `path`.
+fn write_json(path: &Path, report: &impl Serialize) -> Result<(), CliError> {
+    let json = serde_json::to_vec_pretty(report)
+        .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
+    std::fs::write(path, json)
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Every scenario file (`*.yaml`, `*.yml`) under `root`, sorted by path.

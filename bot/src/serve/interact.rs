@@ -80,7 +80,15 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|i| i.status != "resolved")
-                .map(|i| format!("• #{} {} ({}, {})", i.id, safe(&i.title, 200), i.source, i.status))
+                .map(|i| {
+                    format!(
+                        "• #{} {} ({}, {})",
+                        i.id,
+                        safe(&i.title, 200),
+                        i.source,
+                        i.status
+                    )
+                })
                 .collect();
             if open.is_empty() {
                 ephemeral("No open incidents.")
@@ -90,21 +98,42 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
         }
         SlashCommand::Investigate { text } => {
             let question = text.join(" ");
-            let (Some(channel), Some(trigger)) = (form.get("channel_id"), form.get("trigger_id")) else {
-                return (StatusCode::BAD_REQUEST, "command without channel_id or trigger_id").into_response();
+            let (Some(channel), Some(trigger)) = (form.get("channel_id"), form.get("trigger_id"))
+            else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "command without channel_id or trigger_id",
+                )
+                    .into_response();
             };
             let payload = json!({"source": "slack", "source_ref": trigger, "status": "triggered", "title": question, "channel": channel, "question": true});
-            match st.store.accept_inbound(&format!("slack:command:{trigger}"), "page", payload, Utc::now()).await {
+            match st
+                .store
+                .accept_inbound(
+                    &format!("slack:command:{trigger}"),
+                    "page",
+                    payload,
+                    Utc::now(),
+                )
+                .await
+            {
                 Ok(_) => {
                     st.jobs.notify_one();
-                    ephemeral(&format!("Investigating “{}” — a thread opens in this channel.", safe(&question, 500)))
+                    ephemeral(&format!(
+                        "Investigating “{}” — a thread opens in this channel.",
+                        safe(&question, 500)
+                    ))
                 }
                 Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
             }
         }
         SlashCommand::Learn { text } => {
             let text = text.join(" ");
-            let from = Provenance { author: user, channel: form.get("channel_id").map(String::as_str), thread_ts: None };
+            let from = Provenance {
+                author: user,
+                channel: form.get("channel_id").map(String::as_str),
+                thread_ts: None,
+            };
             match crate::knowledge::learn(&st.store, &text, &from, Utc::now()).await {
                 Ok(record) => ephemeral(&format!(
                     "Recorded {}. Undo with `/cairn forget {}`.",
@@ -126,7 +155,9 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
         SlashCommand::Runbook { query } => {
             let query = query.join(" ");
             if query.trim().is_empty() {
-                return ephemeral("Usage: `/cairn runbook QUERY`, e.g. `/cairn runbook checkout 5xx`.");
+                return ephemeral(
+                    "Usage: `/cairn runbook QUERY`, e.g. `/cairn runbook checkout 5xx`.",
+                );
             }
             let Some(index) = &st.search else {
                 return ephemeral("Search is not available on this instance.");
@@ -143,18 +174,31 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
             let answer = tokio::time::timeout(COMMAND_BUDGET, explain(st, &service)).await;
             match answer {
                 Ok(Ok(lines)) => ephemeral(&safe(&lines.join("\n"), 2900)),
-                Ok(Err(e)) => ephemeral(&safe(&format!("I could not explain `{service}`: {e}"), 500)),
+                Ok(Err(e)) => {
+                    ephemeral(&safe(&format!("I could not explain `{service}`: {e}"), 500))
+                }
                 Err(_) => {
                     // Slower than Slack's 3 s: finish in a job and answer at `response_url`.
                     let Some(url) = form.get("response_url") else {
                         return ephemeral("That took too long; try again in a moment.");
                     };
-                    let key = format!("slack:command:{}", form.get("trigger_id").map_or("", String::as_str));
-                    let payload = json!({"command": "explain", "service": service, "response_url": url});
-                    match st.store.accept_inbound(&key, "command", payload, Utc::now()).await {
+                    let key = format!(
+                        "slack:command:{}",
+                        form.get("trigger_id").map_or("", String::as_str)
+                    );
+                    let payload =
+                        json!({"command": "explain", "service": service, "response_url": url});
+                    match st
+                        .store
+                        .accept_inbound(&key, "command", payload, Utc::now())
+                        .await
+                    {
                         Ok(_) => {
                             st.jobs.notify_one();
-                            ephemeral(&format!("Looking into `{}`; the answer follows here.", safe(&service, 100)))
+                            ephemeral(&format!(
+                                "Looking into `{}`; the answer follows here.",
+                                safe(&service, 100)
+                            ))
                         }
                         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
                     }
@@ -174,9 +218,15 @@ pub(super) async fn explain(st: &AppState, service: &str) -> Result<Vec<String>,
     let set = cairn_connectors::SourceSet::new(st.sources.clone());
     let topology = set.topology().await.ok().flatten().unwrap_or_default();
     let end = st.replay.as_ref().map_or_else(Utc::now, |(_, w)| w.end);
-    let window = cairn_connectors::TimeWindow { start: end - chrono::Duration::days(7), end };
+    let window = cairn_connectors::TimeWindow {
+        start: end - chrono::Duration::days(7),
+        end,
+    };
     let changes = set
-        .changes(&cairn_connectors::EventQuery { window, service: Some(service.to_owned()) })
+        .changes(&cairn_connectors::EventQuery {
+            window,
+            service: Some(service.to_owned()),
+        })
         .await
         .unwrap_or_default();
     crate::knowledge::explain(&st.store, &topology, &changes, service)
@@ -243,7 +293,8 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
             Some("hypothesis_reject") => "rejected",
             Some("knowledge_undo") => {
                 let Some(id) = action["value"].as_str().and_then(|v| v.parse::<i64>().ok()) else {
-                    return (StatusCode::BAD_REQUEST, "undo value is not a record id").into_response();
+                    return (StatusCode::BAD_REQUEST, "undo value is not a record id")
+                        .into_response();
                 };
                 let outcome = match st.store.forget(id, user, &st.admins, Utc::now()).await {
                     Ok(o) => o,
@@ -257,10 +308,15 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
                             blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("↩️ Undone by {}", safe(user, 40))}]}));
                             json!({"method": "chat.update", "channel": channel, "ts": ts, "text": answer, "blocks": blocks})
                         }
-                        _ => json!({"method": "chat.postEphemeral", "channel": channel, "user": user, "text": answer}),
+                        _ => {
+                            json!({"method": "chat.postEphemeral", "channel": channel, "user": user, "text": answer})
+                        }
                     };
                     let key = format!("undo:{id}:{user}:{}", message_ts.unwrap_or(""));
-                    let _ = st.store.enqueue_outbox(&key, channel, message, Utc::now()).await;
+                    let _ = st
+                        .store
+                        .enqueue_outbox(&key, channel, message, Utc::now())
+                        .await;
                     st.outbox.notify_one();
                 }
                 continue;
@@ -284,15 +340,33 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
         // The decision is knowledge: who said which service was (not) the cause, when.
-        let key = format!("decision:{incident}:{rank}:{status}:{user}:{}", message_ts.unwrap_or(""));
+        let key = format!(
+            "decision:{incident}:{rank}:{status}:{user}:{}",
+            message_ts.unwrap_or("")
+        );
         let mut recorded = None;
-        if let Ok(true) = st.store.mark_processed(&format!("knowledge:{key}"), now).await {
+        if let Ok(true) = st
+            .store
+            .mark_processed(&format!("knowledge:{key}"), now)
+            .await
+        {
             if let Ok(Some(found)) = st.store.incident(incident).await {
-                let from = Provenance { author: user, channel, thread_ts };
-                recorded = crate::knowledge::record_decision(&st.store, &found, rank, status == "confirmed", &from, now)
-                    .await
-                    .ok()
-                    .flatten();
+                let from = Provenance {
+                    author: user,
+                    channel,
+                    thread_ts,
+                };
+                recorded = crate::knowledge::record_decision(
+                    &st.store,
+                    &found,
+                    rank,
+                    status == "confirmed",
+                    &from,
+                    now,
+                )
+                .await
+                .ok()
+                .flatten();
             }
         }
         // Show the decision on the message: its blocks without the buttons, plus who decided.
@@ -301,7 +375,9 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
         };
         let mut blocks = without_buttons(&payload);
         let who = safe(user, 40);
-        let noted = recorded.map_or_else(String::new, |r| format!(" · recorded as {}", crate::knowledge::describe(&r)));
+        let noted = recorded.map_or_else(String::new, |r| {
+            format!(" · recorded as {}", crate::knowledge::describe(&r))
+        });
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("{} by {who}{}", if status == "confirmed" { "✅ Confirmed" } else { "❌ Rejected" }, safe(&noted, 300))}]}));
         let update = json!({"method": "chat.update", "channel": channel, "ts": ts, "text": payload["message"]["text"].as_str().unwrap_or("Hypothesis"), "blocks": blocks});
         let _ = st

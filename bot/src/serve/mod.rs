@@ -410,7 +410,11 @@ async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 
 /// An engineer's reply in a thread: recorded as knowledge when it is an incident's thread
 /// and the reply speaks about the cause. `true` when a record was made.
-async fn capture_in_thread(st: &AppState, payload: &Value, mentioned: bool) -> Result<bool, String> {
+async fn capture_in_thread(
+    st: &AppState,
+    payload: &Value,
+    mentioned: bool,
+) -> Result<bool, String> {
     let (Some(channel), Some(thread_ts), Some(ts)) = (
         payload["channel"].as_str(),
         payload["thread_ts"].as_str(),
@@ -451,17 +455,24 @@ async fn capture_in_thread(st: &AppState, payload: &Value, mentioned: bool) -> R
     {
         return Ok(true);
     }
-    let Some(record) = crate::knowledge::capture_reply(&st.store, &incident, text, mentioned, &from, now)
-        .await
-        .map_err(|e| e.to_string())?
+    let Some(record) =
+        crate::knowledge::capture_reply(&st.store, &incident, text, mentioned, &from, now)
+            .await
+            .map_err(|e| e.to_string())?
     else {
         return Ok(false);
     };
-    let mut message = slack::blocks::knowledge_recorded(&record, &crate::knowledge::describe(&record));
+    let mut message =
+        slack::blocks::knowledge_recorded(&record, &crate::knowledge::describe(&record));
     message["channel"] = json!(channel);
     message["thread_ts"] = json!(thread_ts);
     st.store
-        .enqueue_outbox(&format!("knowledge:{}:recorded", record.record_id), channel, message, now)
+        .enqueue_outbox(
+            &format!("knowledge:{}:recorded", record.record_id),
+            channel,
+            message,
+            now,
+        )
         .await
         .map_err(|e| e.to_string())?;
     st.outbox.notify_one();
@@ -479,15 +490,31 @@ fn is_question(text: &str) -> bool {
     text.trim_end().ends_with('?')
         || matches!(
             first,
-            "why" | "what" | "how" | "is" | "are" | "can" | "could" | "does" | "did" | "when"
-                | "where" | "which" | "who" | "investigate" | "check" | "look"
+            "why"
+                | "what"
+                | "how"
+                | "is"
+                | "are"
+                | "can"
+                | "could"
+                | "does"
+                | "did"
+                | "when"
+                | "where"
+                | "which"
+                | "who"
+                | "investigate"
+                | "check"
+                | "look"
         )
 }
 
 /// A slash command that outgrew Slack's 3 s: answered at its `response_url` (the only
 /// place such an answer may go).
 async fn slow_command(st: &AppState, payload: &Value) -> Result<(), String> {
-    let url = payload["response_url"].as_str().ok_or("command without response_url")?;
+    let url = payload["response_url"]
+        .as_str()
+        .ok_or("command without response_url")?;
     let service = payload["service"].as_str().unwrap_or("");
     let text = match interact::explain(st, service).await {
         Ok(lines) => lines.join("\n"),
@@ -608,7 +635,14 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
     let title = payload["title"].as_str().unwrap_or("Page").to_owned();
     let now = Utc::now();
     if let Some(note) = payload["note"].as_str().filter(|n| !n.trim().is_empty()) {
-        return record_note(st, source, source_ref, note, payload["author"].as_str().unwrap_or(source)).await;
+        return record_note(
+            st,
+            source,
+            source_ref,
+            note,
+            payload["author"].as_str().unwrap_or(source),
+        )
+        .await;
     }
     if let Some(open) = st
         .store
@@ -729,7 +763,12 @@ async fn record_note(
         message["channel"] = json!(channel);
         message["thread_ts"] = json!(thread_ts);
         st.store
-            .enqueue_outbox(&format!("knowledge:{}:recorded", record.record_id), channel, message, now)
+            .enqueue_outbox(
+                &format!("knowledge:{}:recorded", record.record_id),
+                channel,
+                message,
+                now,
+            )
             .await
             .map_err(|e| e.to_string())?;
         st.outbox.notify_one();
@@ -786,10 +825,12 @@ async fn run_and_post(
     let started = Utc::now();
     let (sink, mut events) = cairn_agents::ProgressSink::channel();
     // What engineers taught Cairn about past incidents takes part in this one.
-    let precedents = crate::knowledge::precedents(&st.store).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "precedents unavailable; investigating without them");
-        Vec::new()
-    });
+    let precedents = crate::knowledge::precedents(&st.store)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "precedents unavailable; investigating without them");
+            Vec::new()
+        });
     let options = cairn_agents::Options {
         progress: sink,
         precedents: Arc::new(precedents),

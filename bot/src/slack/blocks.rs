@@ -153,7 +153,13 @@ pub fn hypothesis(
         .iter()
         .filter(|r| r.services.iter().any(|s| s == &h.service))
         .take(2)
-        .map(|r| format!("📖 Runbook: *{}* ({})", safe(&r.title, 200), safe(&r.path, 300)))
+        .map(|r| {
+            format!(
+                "📖 Runbook: *{}* ({})",
+                safe(&r.title, 200),
+                safe(&r.path, 300)
+            )
+        })
         .collect();
     if !books.is_empty() {
         blocks.push(section(&books.join("\n")));
@@ -217,7 +223,9 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use serde_json::Value;
 
-    use cairn_agents::{Confidence, Domain, Evidence, FaultKind, Hypothesis, HypothesisStatus, Signal};
+    use cairn_agents::{
+        Confidence, Domain, Evidence, FaultKind, Hypothesis, HypothesisStatus, Signal,
+    };
     use cairn_connectors::TimeWindow;
     use cairn_knowledge::{KnowledgeRecord, Runbook};
 
@@ -263,7 +271,16 @@ mod tests {
             observed: 40.0,
             baseline: 0.0,
             trend: vec![0.0, 0.0, 1.0, 5.0, 9.0, 10.0],
-            ..Evidence::new(Domain::Database, Signal::PoolExhaustion, "orders-db", "bundle", "hikaricp_connections_pending{service=\"checkout\"}", window(), 0.9, "40 threads waiting for a connection (baseline 0)")
+            ..Evidence::new(
+                Domain::Database,
+                Signal::PoolExhaustion,
+                "orders-db",
+                "bundle",
+                "hikaricp_connections_pending{service=\"checkout\"}",
+                window(),
+                0.9,
+                "40 threads waiting for a connection (baseline 0)",
+            )
         };
         let h = Hypothesis {
             service: "orders-db".into(),
@@ -303,7 +320,10 @@ mod tests {
                 "thread_reply",
             )
         };
-        let message = knowledge_recorded(&record, "correction #7: cause orders-db (db_pool_exhaustion); not checkout");
+        let message = knowledge_recorded(
+            &record,
+            "correction #7: cause orders-db (db_pool_exhaustion); not checkout",
+        );
         within_limits(&message);
         assert!(!message.to_string().contains("<@U999>"));
         insta::assert_snapshot!(serde_json::to_string_pretty(&message).unwrap());
