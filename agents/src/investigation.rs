@@ -648,7 +648,8 @@ pub fn rank(
         // the page would otherwise leave it no room to count). Applied last, so it is not
         // scaled away.
         if a.confirmed > 0.0 && a.present > 0.0 {
-            score = (score + PRECEDENT_TIE_BREAK * a.confirmed).min(0.995);
+            // Never lowers a score that is already higher.
+            score = score.max((score + PRECEDENT_TIE_BREAK * a.confirmed).min(0.995));
         }
         hypotheses.push(Hypothesis {
             service: a.service.to_owned(),

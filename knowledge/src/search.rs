@@ -617,7 +617,6 @@ async fn out_of_step(
     reader: &IndexReader,
     f: Fields,
 ) -> Result<Option<&'static str>, SearchError> {
-    if meta.schema > 0 { return Ok(None); }
     let checks = [
         (
             &meta.records,
