@@ -71,6 +71,9 @@ pub async fn sync_catalogue(
     Ok(())
 }
 
+/// When a record should be looked at again: knowledge about systems ages.
+pub const REVIEW_AFTER: chrono::Duration = chrono::Duration::days(180);
+
 /// Known service names: the catalogue.
 pub async fn catalogue(store: &Store) -> Vec<String> {
     store.service_names().await.unwrap_or_default()
@@ -131,6 +134,7 @@ pub async fn record_decision(
         channel: from.channel.map(str::to_owned),
         thread_ts: from.thread_ts.map(str::to_owned),
         scope: "service".into(),
+        review_at: Some(now + REVIEW_AFTER),
         ..KnowledgeRecord::draft(record_kind, statement, fields, from.author, "slack_button")
     };
     store.add_knowledge(&draft, now).await.map(Some)
@@ -179,6 +183,7 @@ pub async fn capture_reply(
             "service"
         }
         .into(),
+        review_at: Some(now + REVIEW_AFTER),
         ..KnowledgeRecord::draft(
             kind,
             text.trim(),
@@ -207,6 +212,7 @@ pub async fn learn(
     let draft = KnowledgeRecord {
         channel: from.channel.map(str::to_owned),
         scope: scope.into(),
+        review_at: Some(now + REVIEW_AFTER),
         ..KnowledgeRecord::draft(
             "fact",
             text.trim(),
@@ -239,6 +245,7 @@ pub async fn capture_note(
     let draft = KnowledgeRecord {
         incident_id: Some(incident.id),
         scope: "service".into(),
+        review_at: Some(now + REVIEW_AFTER),
         ..KnowledgeRecord::draft(kind, text.trim(), fields(&read), author, "pagerduty")
     };
     store.add_knowledge(&draft, now).await.map(Some)

@@ -206,6 +206,10 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
             Some(words)
         )
     );
+    assert!(
+        correction["review_at"].is_string(),
+        "knowledge ages: {correction}"
+    );
     let record_id = correction["id"].as_i64().unwrap();
 
     // Undo: refused to someone else (told privately), done for the author.

@@ -109,6 +109,7 @@ pub async fn knowledge(State(st): State<Arc<AppState>>, headers: HeaderMap) -> R
             "scope": r.scope,
             "channel": r.channel,
             "thread_ts": r.thread_ts,
+            "review_at": r.review_at.map(|t| t.to_rfc3339()),
         })).collect::<Vec<_>>()}))
         .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

@@ -166,6 +166,29 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
             let lines = crate::knowledge::runbook_answer(index, &runbooks, &query);
             ephemeral(&safe(&lines.join("\n"), 2900))
         }
+        SlashCommand::Search { query } => {
+            let query = query.join(" ");
+            let Some(index) = &st.search else {
+                return ephemeral("Search is not available on this instance.");
+            };
+            let hits = index.search(&query, None, 8).unwrap_or_default();
+            if hits.is_empty() {
+                return ephemeral(&safe(&format!("Nothing matches “{query}”."), 500));
+            }
+            let lines: Vec<String> = hits
+                .iter()
+                .map(|h| {
+                    format!(
+                        "• {} #{} *{}* — {}",
+                        h.doc_type.as_str(),
+                        h.id,
+                        h.title,
+                        h.excerpt
+                    )
+                })
+                .collect();
+            ephemeral(&safe(&lines.join("\n"), 2900))
+        }
         SlashCommand::Explain { service } => {
             let service = service.join(" ").trim().to_owned();
             if service.is_empty() {

@@ -39,6 +39,11 @@ pub enum SlashCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         service: Vec<String>,
     },
+    /// Search knowledge records, past incidents and runbooks, e.g. `/cairn search cart-cache evictions`
+    Search {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        query: Vec<String>,
+    },
     /// Record knowledge for the team, e.g. `/cairn learn cart-cache evicts under load`
     Learn {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -116,6 +121,7 @@ mod tests {
             "explain",
             "learn",
             "forget",
+            "search",
         ] {
             assert!(help.contains(&format!("`/cairn {name}`")), "{help}");
         }
