@@ -462,8 +462,19 @@ async fn capture_in_thread(
     else {
         return Ok(false);
     };
+    post_recorded(st, &record, channel, thread_ts).await?;
+    Ok(true)
+}
+
+/// Tells the thread what was recorded, with an Undo button.
+async fn post_recorded(
+    st: &AppState,
+    record: &cairn_knowledge::KnowledgeRecord,
+    channel: &str,
+    thread_ts: &str,
+) -> Result<(), String> {
     let mut message =
-        slack::blocks::knowledge_recorded(&record, &crate::knowledge::describe(&record));
+        slack::blocks::knowledge_recorded(record, &crate::knowledge::describe(record));
     message["channel"] = json!(channel);
     message["thread_ts"] = json!(thread_ts);
     st.store
@@ -471,12 +482,12 @@ async fn capture_in_thread(
             &format!("knowledge:{}:recorded", record.record_id),
             channel,
             message,
-            now,
+            Utc::now(),
         )
         .await
         .map_err(|e| e.to_string())?;
     st.outbox.notify_one();
-    Ok(true)
+    Ok(())
 }
 
 /// Does `text` ask rather than tell ("why is checkout slow?", "is it the db")?
@@ -758,20 +769,7 @@ async fn record_note(
         return Ok(());
     };
     if let (Some(channel), Some(thread_ts)) = (&incident.channel, &incident.thread_ts) {
-        let mut message =
-            slack::blocks::knowledge_recorded(&record, &crate::knowledge::describe(&record));
-        message["channel"] = json!(channel);
-        message["thread_ts"] = json!(thread_ts);
-        st.store
-            .enqueue_outbox(
-                &format!("knowledge:{}:recorded", record.record_id),
-                channel,
-                message,
-                now,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        st.outbox.notify_one();
+        post_recorded(st, &record, channel, thread_ts).await?;
     }
     Ok(())
 }
