@@ -228,9 +228,14 @@ async fn engineer(
                 "{}",
                 style.bold(&format!("{ENGINEER} replies in the thread: “{words}”"))
             );
-            crate::knowledge::capture_reply(store, incident, &words, true, &from, now)
-                .await
-                .map_err(failed)?
+            match crate::knowledge::read_reply(store, &words, true).await {
+                Some(read) => Some(
+                    crate::knowledge::capture_reply(store, incident, &words, read, &from, now)
+                        .await
+                        .map_err(failed)?,
+                ),
+                None => None,
+            }
         }
         Expected::NoIssue => None,
     };

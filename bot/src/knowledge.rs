@@ -140,22 +140,53 @@ pub async fn record_decision(
     store.add_knowledge(&draft, now).await.map(Some)
 }
 
-/// An engineer's words in an incident's thread. Recorded when they speak about the cause
-/// (or address Cairn directly) and name a service or a fault kind; `None` for chatter.
-/// The statement keeps the original words; the fields hold what was understood.
+/// What an engineer's reply in an incident's thread says, read against the catalogue;
+/// `None` when it is not worth recording: chatter (no service, no kind), words that neither
+/// speak about the cause nor address Cairn, or a question to Cairn (that is investigated).
+pub async fn read_reply(store: &Store, text: &str, mentioned: bool) -> Option<Correction> {
+    let read = correction::parse(text, &catalogue(store).await);
+    (!read.is_empty() && (read.about_cause || mentioned) && !is_question(text)).then_some(read)
+}
+
+/// Does `text` ask rather than tell ("why is checkout slow?", "is it the db")?
+fn is_question(text: &str) -> bool {
+    let first = text
+        .split_whitespace()
+        .find(|w| !w.starts_with("<@"))
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    text.trim_end().ends_with('?')
+        || matches!(
+            first.as_str(),
+            "why"
+                | "what"
+                | "how"
+                | "is"
+                | "are"
+                | "can"
+                | "could"
+                | "does"
+                | "did"
+                | "when"
+                | "where"
+                | "which"
+                | "who"
+                | "investigate"
+                | "check"
+                | "look"
+        )
+}
+
+/// Records an engineer's reply, already read by [`read_reply`]. The statement keeps the
+/// original words; the fields hold what was understood.
 pub async fn capture_reply(
     store: &Store,
     incident: &Incident,
     text: &str,
-    mentioned: bool,
+    mut read: Correction,
     from: &Provenance<'_>,
     now: DateTime<Utc>,
-) -> Result<Option<KnowledgeRecord>, StoreError> {
-    let catalogue = catalogue(store).await;
-    let mut read = correction::parse(text, &catalogue);
-    if read.is_empty() || !(read.about_cause || mentioned) {
-        return Ok(None);
-    }
+) -> Result<KnowledgeRecord, StoreError> {
     let hypotheses = store.hypotheses(incident.id).await?;
     // A named cause without a kind takes the kind Cairn found for that service.
     if read.kind.is_none() {
@@ -192,7 +223,7 @@ pub async fn capture_reply(
             "thread_reply",
         )
     };
-    store.add_knowledge(&draft, now).await.map(Some)
+    store.add_knowledge(&draft, now).await
 }
 
 /// `/cairn learn TEXT`: a fact for the team, with whatever services and kind it names.

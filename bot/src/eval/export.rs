@@ -21,16 +21,13 @@ async fn confirmed_cause(
     if let Some(h) = hypotheses.iter().find(|h| h.status == "confirmed") {
         return Ok(Some((h.service.clone(), h.kind.clone())));
     }
-    let records = store.list_knowledge(100_000).await.map_err(failed)?;
+    // The latest word wins: precedents are the active records about past incidents.
+    let records = store.precedents().await.map_err(failed)?;
     Ok(records
         .into_iter()
-        .filter(|r| r.incident_id == Some(incident.id) && r.status == "active")
-        .filter(|r| {
-            matches!(
-                r.kind.as_str(),
-                "correction" | "root_cause" | "confirmation"
-            )
-        })
+        .rev()
+        .map(|p| p.record)
+        .filter(|r| r.incident_id == Some(incident.id))
         .find_map(|r| {
             let service = r.services().into_iter().next()?;
             Some((service, r.fault_kind().map(str::to_owned)))

@@ -442,11 +442,9 @@ async fn capture_in_thread(
     // Slack delivers a reply that mentions Cairn twice (message and app_mention): one
     // Slack message yields at most one record.
     let now = Utc::now();
-    let read = cairn_agents::correction::parse(text, &crate::knowledge::catalogue(&st.store).await);
-    // A question to Cairn in the thread is investigated, not recorded.
-    if read.is_empty() || !(read.about_cause || mentioned) || is_question(text) {
+    let Some(read) = crate::knowledge::read_reply(&st.store, text, mentioned).await else {
         return Ok(false);
-    }
+    };
     if !st
         .store
         .mark_processed(&format!("knowledge:{channel}:{ts}"), now)
@@ -455,13 +453,9 @@ async fn capture_in_thread(
     {
         return Ok(true);
     }
-    let Some(record) =
-        crate::knowledge::capture_reply(&st.store, &incident, text, mentioned, &from, now)
-            .await
-            .map_err(|e| e.to_string())?
-    else {
-        return Ok(false);
-    };
+    let record = crate::knowledge::capture_reply(&st.store, &incident, text, read, &from, now)
+        .await
+        .map_err(|e| e.to_string())?;
     post_recorded(st, &record, channel, thread_ts).await?;
     Ok(true)
 }
@@ -488,36 +482,6 @@ async fn post_recorded(
         .map_err(|e| e.to_string())?;
     st.outbox.notify_one();
     Ok(())
-}
-
-/// Does `text` ask rather than tell ("why is checkout slow?", "is it the db")?
-fn is_question(text: &str) -> bool {
-    let words: Vec<String> = text
-        .split_whitespace()
-        .filter(|w| !w.starts_with("<@"))
-        .map(|w| w.to_lowercase())
-        .collect();
-    let first = words.first().map(String::as_str).unwrap_or("");
-    text.trim_end().ends_with('?')
-        || matches!(
-            first,
-            "why"
-                | "what"
-                | "how"
-                | "is"
-                | "are"
-                | "can"
-                | "could"
-                | "does"
-                | "did"
-                | "when"
-                | "where"
-                | "which"
-                | "who"
-                | "investigate"
-                | "check"
-                | "look"
-        )
 }
 
 /// A slash command that outgrew Slack's 3 s: answered at its `response_url` (the only
