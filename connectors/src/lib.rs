@@ -10,7 +10,14 @@
 
 pub mod bundle;
 pub mod fault;
+pub mod github;
+pub mod http;
+pub mod kubernetes;
+pub mod loki;
 pub mod model;
+pub mod pagerduty;
+pub mod prometheus;
+mod selector;
 pub mod set;
 pub mod source;
 pub mod time;

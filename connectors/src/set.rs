@@ -60,6 +60,35 @@ impl SourceSet {
             .clone()
     }
 
+    /// One line per source that failed, for people: which source, how many queries of
+    /// which kinds, and its first error (`prom-eu could not answer 4 queries (series): …`).
+    pub fn unreadable(&self) -> Vec<String> {
+        let failures = self.failures();
+        let mut by_source: Vec<(&str, Vec<&SourceFailure>)> = Vec::new();
+        for f in &failures {
+            match by_source.iter_mut().find(|(name, _)| *name == f.source) {
+                Some((_, list)) => list.push(f),
+                None => by_source.push((&f.source, vec![f])),
+            }
+        }
+        by_source
+            .into_iter()
+            .map(|(name, list)| {
+                let mut queries: Vec<&str> = list.iter().map(|f| f.query).collect();
+                queries.dedup();
+                queries.sort_unstable();
+                queries.dedup();
+                let n = list.len();
+                format!(
+                    "{name} could not answer {n} quer{} ({}): {}",
+                    if n == 1 { "y" } else { "ies" },
+                    queries.join(", "),
+                    list[0].error_text
+                )
+            })
+            .collect()
+    }
+
     /// Keeps the answers of the sources that answered, in source order, and records the rest.
     fn settle<T>(
         &self,
@@ -418,6 +447,19 @@ mod tests {
                 query: "series",
                 error_text: "source `down` is unavailable: down".to_owned(),
             }]
+        );
+        let _ = set
+            .logs(&LogQuery {
+                window: window(),
+                service: None,
+                contains: None,
+                limit: 10,
+            })
+            .await;
+        let _ = set.series(&SeriesSelector::all(window())).await;
+        assert_eq!(
+            set.unreadable(),
+            ["down could not answer 3 queries (logs, series): source `down` is unavailable: down"]
         );
     }
 

@@ -31,6 +31,13 @@ pub trait DataSource: Send + Sync {
     /// The configured name of this source (`bundle`, `prom-eu`, …), for evidence and errors.
     fn name(&self) -> &str;
 
+    /// Whether the source can be reached and answers, asked by readiness checks: one cheap
+    /// request, through the same time limit and breaker as queries. Sources that are files
+    /// on disk are always ready.
+    async fn check(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
     /// The service graph, when the source knows it.
     async fn topology(&self) -> Result<Option<Topology>, SourceError> {
         Ok(None)
