@@ -97,6 +97,21 @@ impl<'a> Metered<'a> {
         Ok(())
     }
 
+    /// Runs one query, cut off at the investigation's deadline: a source that hangs past
+    /// its own time limits (or has none) cannot hold the investigation beyond its budget.
+    async fn bounded<T>(
+        &self,
+        query: impl std::future::Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        tokio::time::timeout(self.time_left(), query)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Timeout {
+                    source_name: self.inner.name().to_owned(),
+                })
+            })
+    }
+
     fn count(&self, records: usize) {
         self.records.fetch_add(records, Ordering::Relaxed);
     }
@@ -110,40 +125,40 @@ impl DataSource for Metered<'_> {
 
     async fn topology(&self) -> Result<Option<Topology>, SourceError> {
         self.admit()?;
-        self.inner.topology().await
+        self.bounded(self.inner.topology()).await
     }
 
     async fn series(&self, query: &SeriesSelector) -> Result<Vec<Series>, SourceError> {
         self.admit()?;
-        let answer = self.inner.series(query).await?;
+        let answer = self.bounded(self.inner.series(query)).await?;
         self.count(answer.iter().map(|s| s.samples.len()).sum());
         Ok(answer)
     }
 
     async fn logs(&self, query: &LogQuery) -> Result<Vec<LogRecord>, SourceError> {
         self.admit()?;
-        let answer = self.inner.logs(query).await?;
+        let answer = self.bounded(self.inner.logs(query)).await?;
         self.count(answer.len());
         Ok(answer)
     }
 
     async fn spans(&self, query: &SpanQuery) -> Result<Vec<Span>, SourceError> {
         self.admit()?;
-        let answer = self.inner.spans(query).await?;
+        let answer = self.bounded(self.inner.spans(query)).await?;
         self.count(answer.len());
         Ok(answer)
     }
 
     async fn changes(&self, query: &EventQuery) -> Result<Vec<Change>, SourceError> {
         self.admit()?;
-        let answer = self.inner.changes(query).await?;
+        let answer = self.bounded(self.inner.changes(query)).await?;
         self.count(answer.len());
         Ok(answer)
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<InfraEvent>, SourceError> {
         self.admit()?;
-        let answer = self.inner.events(query).await?;
+        let answer = self.bounded(self.inner.events(query)).await?;
         self.count(answer.len());
         Ok(answer)
     }
