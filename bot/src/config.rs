@@ -179,6 +179,15 @@ struct RawSource {
     services: Vec<String>,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
+    service_label: Option<String>,
+    #[serde(default)]
+    metrics: std::collections::BTreeMap<String, String>,
+    repo: Option<String>,
+    #[serde(default)]
+    paths: std::collections::BTreeMap<String, Vec<String>>,
+    from: Option<String>,
+    context: Option<String>,
+    timeout_ms: Option<u64>,
 }
 
 /// Both layers read but not yet parsed; later layers win.
@@ -323,6 +332,45 @@ pub struct SourceConfig {
     pub services: Vec<String>,
     /// Label matchers this source covers.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The label naming the service, where a team's is not `service` (Prometheus, Loki,
+    /// Kubernetes).
+    pub service_label: Option<String>,
+    /// Metric names as the source has them → the names Cairn reads (Prometheus).
+    pub metrics: std::collections::BTreeMap<String, String>,
+    /// `owner/name` (GitHub).
+    pub repo: Option<String>,
+    /// Service → path prefixes in the repository (GitHub).
+    pub paths: std::collections::BTreeMap<String, Vec<String>>,
+    /// The email PagerDuty writes notes as.
+    pub from: Option<String>,
+    /// The kubeconfig context (Kubernetes).
+    pub context: Option<String>,
+    /// The time limit of one request to the source.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl SourceConfig {
+    fn new(kind: SourceKind, name: String) -> Self {
+        Self {
+            kind,
+            name,
+            url: None,
+            path: None,
+            token: None,
+            username: None,
+            password: None,
+            namespace: None,
+            services: Vec::new(),
+            labels: Default::default(),
+            service_label: None,
+            metrics: Default::default(),
+            repo: None,
+            paths: Default::default(),
+            from: None,
+            context: None,
+            timeout: None,
+        }
+    }
 }
 
 /// Which model, if any, sits behind the deterministic analyst.
@@ -367,6 +415,8 @@ pub struct Config {
     pub admins: Vec<String>,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
+    /// Settings that are valid but do nothing as given, for the log at start.
+    pub warnings: Vec<String>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -533,6 +583,15 @@ impl Config {
         };
 
         let sources = resolve_sources(&raw, &get)?;
+        let mut warnings = Vec::new();
+        if get(Key::GithubToken).is_some_and(|(t, _)| !t.is_empty())
+            && !sources.iter().any(|s| s.kind == SourceKind::Github)
+        {
+            warnings.push(format!(
+                "{} is set but no `[[sources]]` table of kind `github` names a `repo`; GitHub is not read.",
+                Key::GithubToken.describe()
+            ));
+        }
 
         let data_dir = match text(Key::DataDir) {
             Some(dir) => PathBuf::from(dir),
@@ -560,6 +619,7 @@ impl Config {
             data_dir,
             admins,
             file: raw.file.clone(),
+            warnings,
         })
     }
 }
@@ -592,9 +652,7 @@ fn resolve_sources<'a>(
             ))
         })?;
         let name = s.name.clone().unwrap_or_else(|| kind.as_str().to_owned());
-        let source = SourceConfig {
-            kind,
-            name,
+        let mut source = SourceConfig {
             url: s.url.clone(),
             path: s.path.clone(),
             token: s.token.clone().map(SecretString::from),
@@ -603,7 +661,31 @@ fn resolve_sources<'a>(
             namespace: s.namespace.clone(),
             services: s.services.clone(),
             labels: s.labels.clone(),
+            service_label: s.service_label.clone(),
+            metrics: s.metrics.clone(),
+            repo: s.repo.clone(),
+            paths: s.paths.clone(),
+            from: s.from.clone(),
+            context: s.context.clone(),
+            timeout: s.timeout_ms.map(std::time::Duration::from_millis),
+            ..SourceConfig::new(kind, name)
         };
+        if kind == SourceKind::Github {
+            // The shortcuts hold the credential and API of every GitHub table that has none.
+            if source.token.is_none() {
+                source.token = get(Key::GithubToken)
+                    .filter(|(t, _)| !t.is_empty())
+                    .map(|(t, _)| SecretString::from(t.to_owned()));
+            }
+            if source.url.is_none() {
+                source.url = get(Key::GithubApiUrl).map(|(u, _)| u.to_owned());
+            }
+        }
+        if source.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError(format!(
+                "{at} has `timeout_ms = 0`; give a time limit in milliseconds above 0."
+            )));
+        }
         check_source(&source, &at)?;
         if !names.insert(source.name.clone()) {
             return Err(ConfigError(format!(
@@ -621,24 +703,9 @@ fn resolve_sources<'a>(
         if value.is_empty() {
             return Ok(None);
         }
-        let mut source = SourceConfig {
-            kind,
-            name: kind.as_str().to_owned(),
-            url: None,
-            path: None,
-            token: None,
-            username: None,
-            password: None,
-            namespace: None,
-            services: Vec::new(),
-            labels: Default::default(),
-        };
+        let mut source = SourceConfig::new(kind, kind.as_str().to_owned());
         match kind {
             SourceKind::Bundle | SourceKind::Kubernetes => source.path = Some(PathBuf::from(value)),
-            SourceKind::Github => {
-                source.token = Some(SecretString::from(value.to_owned()));
-                source.url = get(Key::GithubApiUrl).map(|(u, _)| u.to_owned());
-            }
             _ => {
                 if !is_http_url(value) {
                     return Err(ConfigError::invalid(&key, origin, "an http(s) URL", value));
@@ -652,7 +719,6 @@ fn resolve_sources<'a>(
         (Key::Bundle, SourceKind::Bundle),
         (Key::PrometheusUrl, SourceKind::Prometheus),
         (Key::LokiUrl, SourceKind::Loki),
-        (Key::GithubToken, SourceKind::Github),
         (Key::Kubeconfig, SourceKind::Kubernetes),
     ] {
         if let Some(source) = shortcut(key, kind)? {
@@ -693,7 +759,24 @@ fn check_source(source: &SourceConfig, at: &str) -> Result<(), ConfigError> {
                 )));
             }
         }
-        SourceKind::Github | SourceKind::Pagerduty => {
+        SourceKind::Github => {
+            source
+                .token
+                .as_ref()
+                .ok_or_else(|| need("token (or CAIRN_GITHUB_TOKEN)"))?;
+            let repo = source
+                .repo
+                .as_deref()
+                .ok_or_else(|| need("repo = \"owner/name\""))?;
+            let mut parts = repo.split('/');
+            let valid = matches!((parts.next(), parts.next(), parts.next()), (Some(o), Some(n), None) if !o.is_empty() && !n.is_empty());
+            if !valid {
+                return Err(ConfigError(format!(
+                    "{at} has repo `{repo}`; expected `owner/name`."
+                )));
+            }
+        }
+        SourceKind::Pagerduty => {
             source.token.as_ref().ok_or_else(|| need("token"))?;
         }
         SourceKind::Kubernetes => {}
@@ -869,7 +952,7 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let c = load(
-            Some("[[sources]]\nkind = \"github\"\nname = \"gh\"\ntoken = \"ghp_hunter2\"\n"),
+            Some("[[sources]]\nkind = \"github\"\nname = \"gh\"\nrepo = \"acme/shop\"\ntoken = \"ghp_hunter2\"\n"),
             &[
                 ("CAIRN_SLACK_BOT_TOKEN", "xoxb-topsecret"),
                 ("CAIRN_SLACK_SIGNING_SECRET", "sig-topsecret"),
@@ -915,6 +998,66 @@ labels = { region = "us" }
     }
 
     #[test]
+    fn live_source_tables_carry_what_each_kind_needs() {
+        let file = r#"
+[[sources]]
+kind = "prometheus"
+name = "prom"
+url = "http://prom:9090"
+service_label = "app"
+metrics = { http_server_requests_seconds_count = "http_requests_total" }
+timeout_ms = 1500
+
+[[sources]]
+kind = "github"
+name = "shop"
+repo = "acme/shop"
+paths = { checkout = ["services/checkout", "charts/checkout"] }
+
+[[sources]]
+kind = "kubernetes"
+name = "eu-1"
+path = "/etc/cairn/kubeconfig"
+context = "eu-1"
+namespace = "shop"
+
+[[sources]]
+kind = "pagerduty"
+token = "pd-rest-token"
+from = "oncall@acme.test"
+"#;
+        let c = load(Some(file), &[("CAIRN_GITHUB_TOKEN", "ghp_fromenv")]).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let prom = &c.sources[0];
+        assert_eq!(prom.service_label.as_deref(), Some("app"));
+        assert_eq!(
+            prom.metrics
+                .get("http_server_requests_seconds_count")
+                .map(String::as_str),
+            Some("http_requests_total")
+        );
+        assert_eq!(prom.timeout, Some(std::time::Duration::from_millis(1500)));
+        let github = &c.sources[1];
+        assert!(
+            github.token.is_some(),
+            "the shortcut's token fills the table"
+        );
+        assert_eq!(github.repo.as_deref(), Some("acme/shop"));
+        assert_eq!(github.paths["checkout"].len(), 2);
+        assert_eq!(c.sources[2].context.as_deref(), Some("eu-1"));
+        assert_eq!(c.sources[3].from.as_deref(), Some("oncall@acme.test"));
+        assert!(!format!("{c:?}").contains("ghp_fromenv"));
+
+        let alone = load(None, &[("CAIRN_GITHUB_TOKEN", "ghp_x")]).unwrap();
+        assert!(alone.sources.is_empty());
+        assert!(
+            alone.warnings[0].contains("names a `repo`"),
+            "{:?}",
+            alone.warnings
+        );
+    }
+
+    #[test]
     fn each_bad_value_names_its_key_and_expectation() {
         let cases: &[(Option<&str>, &[(&str, &str)], &[&str])] = &[
             (None, &[("CAIRN_LISTEN", "nope")], &["`listen` (CAIRN_LISTEN)", "socket address", "`nope`"]),
@@ -935,6 +1078,10 @@ labels = { region = "us" }
             (Some("listen = \"127.0.0.1:1\"\nlisten = \"x\""), &[], &["cairn.toml:", "duplicate key `listen`"]),
             (Some("[slack]\ntoken = \"x\""), &[], &["unknown key `slack`"]),
             (Some("[[sources]]\nname = \"a\""), &[], &["`sources[0]`", "no `kind`"]),
+            (Some("[[sources]]\nkind = \"github\"\ntoken = \"t\""), &[], &["`sources[0]`", "needs `repo"]),
+            (Some("[[sources]]\nkind = \"github\"\nrepo = \"acme\"\ntoken = \"t\""), &[], &["repo `acme`", "owner/name"]),
+            (Some("[[sources]]\nkind = \"github\"\nrepo = \"a/b\""), &[], &["needs `token (or CAIRN_GITHUB_TOKEN)`"]),
+            (Some("[[sources]]\nkind = \"prometheus\"\nurl = \"http://p\"\ntimeout_ms = 0"), &[], &["timeout_ms = 0"]),
             (Some("[[sources]]\nkind = \"datadog\""), &[], &["`sources[0]`", "`datadog`", "prometheus"]),
             (Some("[[sources]]\nkind = \"prometheus\""), &[], &["`sources[0]`", "needs `url`"]),
             (Some("[[sources]]\nkind = \"bundle\""), &[], &["needs `path`"]),

@@ -5,8 +5,10 @@ mod engine;
 mod eval;
 mod knowledge;
 mod migrate;
+mod prometheus;
 mod serve;
 mod simulate;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,4 +52,17 @@ pub fn stderr(out: &Output) -> String {
 /// Standard output as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes the bundle of the library scenario `name` (e.g. `shop-orders-db-slow-query`) under
+/// `dir` and returns its path.
+pub fn simulated(dir: &Path, name: &str) -> PathBuf {
+    let bundle = dir.join(name);
+    let out = run(cairn(dir)
+        .args(["simulate", "--scenario"])
+        .arg(workspace().join(format!("scenarios/{name}.yaml")))
+        .arg("--out")
+        .arg(&bundle));
+    assert!(out.status.success(), "{}", stderr(&out));
+    bundle
 }

@@ -124,7 +124,7 @@ pub(crate) async fn start(
     panic!("cairn serve did not start");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -452,9 +452,13 @@ async fn investigate_opened(
         precedents,
         ..cairn_agents::Options::default()
     };
-    investigate_with(&incident, &set, options)
+    let finding = investigate_with(&incident, &set, options)
         .await
-        .map_err(|e| CliError::Failed(e.to_string()))
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    for unreadable in set.unreadable() {
+        tracing::warn!(case = %incident.title, "investigated without a source: {unreadable}");
+    }
+    Ok(finding)
 }
 
 /// Without a page, assume the trouble began three quarters into the window: bundles are

@@ -79,7 +79,16 @@ pub struct AppState {
     bot_user: std::sync::OnceLock<String>,
     /// Search over records, incidents and runbooks (derived from the database).
     search: Option<cairn_knowledge::SearchIndex>,
+    /// Each source's last health check: `None` until checked, then `Ok` or the error.
+    source_health: std::sync::Mutex<std::collections::BTreeMap<String, Option<Result<(), String>>>>,
+    /// PagerDuty's REST API, when configured: pages are read from it and the summary is
+    /// posted back as a note.
+    pagerduty: Option<Arc<cairn_connectors::pagerduty::PagerDuty>>,
 }
+
+/// How often the sources' health is checked for `/readyz` (a check is one cheap request
+/// within the source's own time limit, off the request path).
+const SOURCE_CHECK_EVERY: Duration = Duration::from_secs(15);
 
 /// How often the search index catches up with the database (runbook imports by another
 /// process show within this).
@@ -95,7 +104,18 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Failed(format!("migration failed: {e}")))?;
     tracing::info!(%report, "database ready");
-    let (sources, replay) = crate::sources::build_with_page(config).await?;
+    let crate::sources::Built {
+        sources,
+        replay,
+        pagerduty,
+    } = crate::sources::build_all(config).await?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let source_health = sources
+        .iter()
+        .map(|s| (s.name().to_owned(), None))
+        .collect();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -118,6 +138,8 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         admins: config.admins.clone(),
         bot_user: std::sync::OnceLock::new(),
         search: Some(search),
+        source_health: std::sync::Mutex::new(source_health),
+        pagerduty,
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -141,6 +163,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
     tasks.spawn(sender(state.clone(), stop_rx.clone()));
     tasks.spawn(check_slack(state.clone(), stop_rx.clone()));
     tasks.spawn(refresh_search(state.clone(), stop_rx.clone()));
+    tasks.spawn(check_sources(state.clone(), stop_rx.clone()));
 
     let app = router(state.clone());
     let shutdown = async move {
@@ -219,7 +242,23 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         .await
         .is_ok_and(|p| p.is_empty());
     let slack = st.slack_ready.load(Ordering::Relaxed);
-    let body = json!({"database": db, "migrations": migrated, "slack": slack});
+    // Sources are reported, not required: with Prometheus down Cairn still takes pages and
+    // says in the thread what it could not read, so readiness does not depend on them.
+    let sources: serde_json::Map<String, Value> = st
+        .source_health
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(name, health)| {
+            let shown = match health {
+                None => json!({"reachable": null, "status": "not checked yet"}),
+                Some(Ok(())) => json!({"reachable": true, "status": "ok"}),
+                Some(Err(e)) => json!({"reachable": false, "status": e}),
+            };
+            (name.clone(), shown)
+        })
+        .collect();
+    let body = json!({"database": db, "migrations": migrated, "slack": slack, "sources": sources});
     let code = if db && migrated && slack {
         StatusCode::OK
     } else {
@@ -385,6 +424,7 @@ async fn worker(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 "reply" => thread_reply(&st, &job.payload).await,
                 "command" => slow_command(&st, &job.payload).await,
                 "page" => handle_page(&st, &job.payload).await,
+                "pagerduty_note" => post_pagerduty_note(&st, &job.payload).await,
                 other => Err(format!("unknown job kind `{other}`")),
             };
             match result {
@@ -596,7 +636,9 @@ async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), Strin
         channel: Some(channel.to_owned()),
         target: ("thread_ts", json!(thread_ts)),
     };
-    run_and_post(st, incident.id, &title, &case, &place).await
+    run_and_post(st, incident.id, &title, &case, &place)
+        .await
+        .map(|_| ())
 }
 
 /// A page: opens an incident and its thread and investigates, or updates the open incident
@@ -688,6 +730,14 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
         .as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map_or(now, |t| t.with_timezone(&Utc));
+    let mut entry_service = payload["service"].as_str().map(str::to_owned);
+    if let (Some(pagerduty), "pagerduty") = (&st.pagerduty, source) {
+        // The webhook carries little; the incident's details name its service.
+        match pagerduty.incident(source_ref).await {
+            Ok(details) => entry_service = entry_service.or(details.service),
+            Err(e) => tracing::warn!(error = %e, "PagerDuty incident details unavailable"),
+        }
+    }
     let mut case = Incident {
         title: title.clone(),
         onset,
@@ -695,7 +745,7 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
             start: onset - chrono::Duration::hours(1),
             end: (onset + chrono::Duration::minutes(15)).min(now.max(onset)),
         },
-        entry_service: payload["service"].as_str().map(str::to_owned),
+        entry_service,
     };
     if let Some((alert, window)) = &st.replay {
         case = Incident::from_alert(alert, *window);
@@ -705,7 +755,78 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
         channel,
         target: ("thread_of", json!(incident.id)),
     };
-    run_and_post(st, incident.id, &title, &case, &place).await
+    let finding = run_and_post(st, incident.id, &title, &case, &place).await?;
+    if source == "pagerduty" && st.pagerduty.is_some() {
+        // Posted by its own job, once per incident, after the thread exists (the note links
+        // to it); a crash before this line re-runs the page and gets here again.
+        let note = json!({
+            "incident_id": incident.id,
+            "pagerduty_incident": source_ref,
+            "text": pages::pagerduty_note(&title, &finding),
+        });
+        st.store
+            .accept_inbound(
+                &format!("pagerduty-note:{}", incident.id),
+                "pagerduty_note",
+                note,
+                Utc::now(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        st.jobs.notify_one();
+    }
+    Ok(())
+}
+
+/// Posts an investigation's summary to its PagerDuty incident as a note, with a link to the
+/// Slack thread; waits (by failing, to be retried) until the thread has been posted.
+async fn post_pagerduty_note(st: &AppState, payload: &Value) -> Result<(), String> {
+    let Some(pagerduty) = &st.pagerduty else {
+        return Ok(());
+    };
+    let (Some(incident_id), Some(pd_incident), Some(text)) = (
+        payload["incident_id"].as_i64(),
+        payload["pagerduty_incident"].as_str(),
+        payload["text"].as_str(),
+    ) else {
+        return Err("a PagerDuty note job without its incident or text".into());
+    };
+    let incident = st
+        .store
+        .incident(incident_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("incident {incident_id} is gone"))?;
+    let link = match (&incident.channel, &incident.thread_ts, &st.slack) {
+        (Some(channel), Some(ts), Some(slack)) => {
+            let asked = call(
+                st,
+                slack,
+                "chat.getPermalink",
+                &json!({"channel": channel, "message_ts": ts}),
+            )
+            .await;
+            Some(
+                match asked {
+                    Ok(answer) => answer["permalink"].as_str().map(str::to_owned),
+                    Err(_) => None,
+                }
+                .unwrap_or_else(|| {
+                    format!("https://slack.com/app_redirect?channel={channel}&message_ts={ts}")
+                }),
+            )
+        }
+        (Some(_), None, Some(_)) => return Err("the thread is not posted yet".into()),
+        _ => None,
+    };
+    let content = match link {
+        Some(link) => format!("{text}\n\nThread: {link}"),
+        None => text.to_owned(),
+    };
+    pagerduty
+        .add_note(pd_incident, &content)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A note on a paged incident (PagerDuty's resolution notes): knowledge about that
@@ -770,7 +891,7 @@ async fn run_and_post(
     title: &str,
     case: &Incident,
     place: &Thread,
-) -> Result<(), String> {
+) -> Result<cairn_agents::Finding, String> {
     let status_key = format!("incident:{incident_id}:status");
     place
         .queue(
@@ -800,13 +921,17 @@ async fn run_and_post(
     };
     // The investigation is CPU work: it runs on a blocking-pool thread, so the runtime's
     // workers stay free to acknowledge requests in milliseconds.
-    let sources = st.sources.clone();
+    let set = Arc::new(SourceSet::new(st.sources.clone()));
+    let owned_set = set.clone();
     let owned_case = case.clone();
     let handle = tokio::runtime::Handle::current();
     let investigation = async move {
         tokio::task::spawn_blocking(move || {
-            let set = SourceSet::new(sources);
-            handle.block_on(cairn_agents::investigate_with(&owned_case, &set, options))
+            handle.block_on(cairn_agents::investigate_with(
+                &owned_case,
+                owned_set.as_ref(),
+                options,
+            ))
         })
         .await
         .map_err(|e| {
@@ -849,7 +974,12 @@ async fn run_and_post(
         .queue(
             st,
             format!("{status_key}:final"),
-            edit(slack::blocks::status(incident_id, title, &finding)),
+            edit(slack::blocks::status(
+                incident_id,
+                title,
+                &finding,
+                &set.unreadable(),
+            )),
         )
         .await?;
     let runbooks = st.store.runbooks().await.unwrap_or_default();
@@ -858,7 +988,7 @@ async fn run_and_post(
             .queue(st, format!("incident:{incident_id}:{suffix}"), message)
             .await?;
     }
-    Ok(())
+    Ok(finding)
 }
 
 /// Stores a finished investigation's hypotheses.
@@ -1068,6 +1198,37 @@ async fn refresh_search(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(SEARCH_REFRESH) => {}
+        }
+    }
+}
+
+/// Checks every source now and then, for `/readyz`; a source's check is bounded by its own
+/// time limit and breaker, so a dead one costs this task, never a request.
+async fn check_sources(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    if st.sources.is_empty() {
+        return;
+    }
+    loop {
+        let checks = st.sources.iter().map(|source| async move {
+            let outcome = source.check().await.map_err(|e| e.to_string());
+            (source.name().to_owned(), outcome)
+        });
+        let results = futures::future::join_all(checks).await;
+        {
+            let mut health = st
+                .source_health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (name, outcome) in results {
+                if let Err(e) = &outcome {
+                    tracing::warn!(source = %name, error = %e, "source unreachable");
+                }
+                health.insert(name, Some(outcome));
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(SOURCE_CHECK_EVERY) => {}
         }
     }
 }

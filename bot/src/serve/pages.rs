@@ -215,3 +215,32 @@ mod tests {
         assert!(!pagerduty_signed(None, body, &[b"new"]));
     }
 }
+
+/// The note Cairn leaves on a PagerDuty incident: the verdict and the leading hypotheses
+/// with the evidence that backs each, in plain text (PagerDuty shows notes verbatim).
+pub fn pagerduty_note(title: &str, finding: &cairn_agents::Finding) -> String {
+    let mut note = match finding.verdict {
+        cairn_agents::Verdict::RootCauseFound => format!("Cairn investigated \"{title}\"."),
+        cairn_agents::Verdict::NoRootCauseFound => {
+            format!("Cairn investigated \"{title}\": no root cause found; nothing beat the noise.")
+        }
+    };
+    if finding.verdict == cairn_agents::Verdict::RootCauseFound {
+        for (rank, h) in finding.ranking.iter().take(3).enumerate() {
+            let kind = h.kind.map_or_else(
+                || "cause unclear".to_owned(),
+                |k| k.to_string().replace('_', " "),
+            );
+            note.push_str(&format!(
+                "\n#{} {} — {kind} ({})",
+                rank + 1,
+                h.service,
+                h.confidence
+            ));
+            for e in h.supporting.iter().take(2) {
+                note.push_str(&format!("\n  • {}", e.reason));
+            }
+        }
+    }
+    note
+}

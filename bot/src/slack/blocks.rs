@@ -93,7 +93,10 @@ pub fn status_running(
 }
 
 /// The status message: what was investigated and how it ended.
-pub fn status(incident_id: i64, title: &str, finding: &Finding) -> Value {
+///
+/// `unreadable` names the sources that failed (one line each): the investigation went on
+/// without them, and the thread must say what it could not see.
+pub fn status(incident_id: i64, title: &str, finding: &Finding, unreadable: &[String]) -> Value {
     let verdict = match finding.verdict {
         Verdict::RootCauseFound => "Investigation finished: ranked hypotheses below.",
         Verdict::NoRootCauseFound => {
@@ -107,12 +110,24 @@ pub fn status(incident_id: i64, title: &str, finding: &Finding) -> Value {
         .collect::<Vec<_>>()
         .join("\n");
     let text = format!("{verdict} ({})", safe(title, 200));
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Cairn · {}", title), MAX_HEADER)}}),
+        section(&format!("*{verdict}*\n{checked}")),
+    ];
+    if !unreadable.is_empty() {
+        let lines = unreadable
+            .iter()
+            .take(5)
+            .map(|u| format!("• {}", safe(u, 400)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        blocks.push(section(&format!(
+            ":warning: *Investigated without these sources:*\n{lines}"
+        )));
+    }
     json!({
         "text": text,
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": truncate(&format!("Cairn · {}", title), MAX_HEADER)}},
-            section(&format!("*{verdict}*\n{checked}")),
-        ],
+        "blocks": blocks,
         "metadata": metadata("cairn_status", json!({"incident_id": incident_id})),
     })
 }
@@ -304,6 +319,27 @@ mod tests {
         within_limits(&message);
         let text = message.to_string();
         assert!(!text.contains("<!channel>"), "data cannot ping: {text}");
+        insta::assert_snapshot!(serde_json::to_string_pretty(&message).unwrap());
+    }
+
+    #[test]
+    fn a_status_that_names_the_sources_it_could_not_read() {
+        let finding = Finding {
+            verdict: Verdict::NoRootCauseFound,
+            ranking: Vec::new(),
+            checked: vec!["12 services in the topology; 40 queries, 900 records read".into()],
+            queries: 40,
+            rounds: 1,
+            fingerprint: Default::default(),
+        };
+        let unreadable = [
+            "prom-eu could not answer 12 queries (series): source `prom-eu` timed out".to_owned(),
+            "loki could not answer 1 query (logs): source `loki` is unavailable: HTTP 500 <!here>"
+                .to_owned(),
+        ];
+        let message = status(7, "checkout 5xx", &finding, &unreadable);
+        within_limits(&message);
+        assert!(!message.to_string().contains("<!here>"));
         insta::assert_snapshot!(serde_json::to_string_pretty(&message).unwrap());
     }
 
