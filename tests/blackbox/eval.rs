@@ -47,6 +47,7 @@ fn eval_fixtures_prints_table_and_writes_json() {
     for case in cases {
         assert!(case["case"].is_string());
         assert!(case["elapsed_ms"].is_u64());
+        assert!(case["queries"].as_u64().is_some_and(|q| q > 0), "{case}");
         let ranking = case["ranking"].as_array().unwrap();
         assert!(
             !ranking.is_empty(),

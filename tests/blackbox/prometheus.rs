@@ -78,12 +78,18 @@ fn openmetrics(bundle: &Path) -> Vec<u8> {
 /// Loads `bundle`'s metrics with `promtool tsdb create-blocks-from openmetrics` and serves
 /// them from a Prometheus on a free port.
 async fn prometheus_over(bundle: &Path, dir: &Path) -> Daemon {
+    prometheus_holding(&openmetrics(bundle), dir).await
+}
+
+/// A Prometheus on a free port holding the OpenMetrics text `metrics`, its data under `dir`.
+async fn prometheus_holding(metrics: &[u8], dir: &Path) -> Daemon {
     let (Some(promtool), Some(prometheus)) = (installed("promtool"), installed("prometheus"))
     else {
         unreachable!("checked by the caller");
     };
+    std::fs::create_dir_all(dir).unwrap();
     let om = dir.join("metrics.om");
-    std::fs::write(&om, openmetrics(bundle)).unwrap();
+    std::fs::write(&om, metrics).unwrap();
     let data = dir.join("data");
     let out = Command::new(promtool)
         .args(["tsdb", "create-blocks-from", "openmetrics"])
@@ -94,7 +100,7 @@ async fn prometheus_over(bundle: &Path, dir: &Path) -> Daemon {
     assert!(
         out.status.success(),
         "promtool could not load {}: {}",
-        bundle.display(),
+        om.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     let config = dir.join("prometheus.yml");
@@ -253,6 +259,79 @@ async fn a_bundle_split_across_prometheus_ranks_like_the_whole_bundle() {
         metrics_mattered >= 2,
         "metrics changed only {metrics_mattered} rankings"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_prometheus_each_covering_some_services_rank_like_the_bundle() {
+    if installed("promtool").is_none() || installed("prometheus").is_none() {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fixtures().join("nezha-ob/ob-20220822-052706");
+    let name = bundle.file_name().unwrap();
+    copy_dir(&bundle, &dir.path().join("whole").join(name), &[]);
+    copy_dir(
+        &bundle,
+        &dir.path().join("split").join(name),
+        &["metrics.om", "metrics.om.gz"],
+    );
+    // Services alternate between two Prometheus (sorted by name); metadata goes to both.
+    let text = String::from_utf8(openmetrics(&bundle)).unwrap();
+    let service_of = |line: &str| {
+        let start = line.find("service=\"")? + "service=\"".len();
+        Some(line[start..].split('"').next()?.to_owned())
+    };
+    let mut services: Vec<String> = text.lines().filter_map(service_of).collect();
+    services.sort();
+    services.dedup();
+    assert!(services.len() >= 4, "{services:?}");
+    let half = |i: usize| -> Vec<String> { services.iter().skip(i).step_by(2).cloned().collect() };
+    let (east, west) = (half(0), half(1));
+    let mut parts = [String::new(), String::new()];
+    for line in text.lines().filter(|l| *l != "# EOF") {
+        match service_of(line) {
+            Some(s) => {
+                let part = &mut parts[usize::from(west.contains(&s))];
+                part.push_str(line);
+                part.push('\n');
+            }
+            None => {
+                for part in &mut parts {
+                    part.push_str(line);
+                    part.push('\n');
+                }
+            }
+        }
+    }
+    for part in &mut parts {
+        part.push_str("# EOF\n");
+    }
+    let prom_east = prometheus_holding(parts[0].as_bytes(), &dir.path().join("east")).await;
+    let prom_west = prometheus_holding(parts[1].as_bytes(), &dir.path().join("west")).await;
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let config = dir.path().join("two.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nkind = \"prometheus\"\nname = \"prom-east\"\nurl = \"{}\"\nservices = [{}]\n\n[[sources]]\nkind = \"prometheus\"\nname = \"prom-west\"\nurl = \"{}\"\nservices = [{}]\n",
+            prom_east.url,
+            list(&east),
+            prom_west.url,
+            list(&west)
+        ),
+    )
+    .unwrap();
+    let expected = ranking(dir.path(), &dir.path().join("whole"), None);
+    let through_two = ranking(dir.path(), &dir.path().join("split"), Some(&config));
+    assert_eq!(through_two, expected);
+    assert!(served(&prom_east, "/api/v1/query").await > 0.0);
+    assert!(served(&prom_west, "/api/v1/query").await > 0.0);
 }
 
 /// Alertmanager's configuration: every alert to Cairn's webhook with the bearer token,

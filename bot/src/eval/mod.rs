@@ -34,6 +34,10 @@ pub struct CaseResult {
     pub group: String,
     pub ranking: Vec<RankedService>,
     pub elapsed_ms: u64,
+    /// Queries the investigation sent to its sources (each goes to every source that can
+    /// answer it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queries: Option<usize>,
     pub verdict: Option<Verdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<Expected>,
@@ -333,6 +337,7 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
         group,
         ranking: Vec::new(),
         elapsed_ms,
+        queries: None,
         verdict: None,
         expected: None,
         hit: None,
@@ -341,6 +346,7 @@ async fn evaluate_case(root: &Path, case_def: Case, extra: &[Arc<dyn DataSource>
     match outcome {
         Ok(finding) => {
             result.verdict = Some(finding.verdict);
+            result.queries = Some(finding.queries);
             result.ranking = finding
                 .ranking
                 .iter()
