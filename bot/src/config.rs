@@ -1103,6 +1103,36 @@ from = "oncall@acme.test"
     }
 
     #[test]
+    fn socket_mode_needs_no_signing_secret() {
+        // Over Socket Mode nothing arrives by HTTP from Slack, so there is nothing to verify.
+        let c = load(
+            None,
+            &[
+                ("CAIRN_SLACK_BOT_TOKEN", "xoxb-1"),
+                ("CAIRN_SLACK_APP_TOKEN", "xapp-1-A1-2-abc"),
+            ],
+        )
+        .unwrap();
+        let slack = c.slack.unwrap();
+        assert!(slack.signing_secret.is_none());
+        assert_eq!(
+            slack.app_token.as_ref().map(|t| t.expose_secret()),
+            Some("xapp-1-A1-2-abc")
+        );
+        let message = err(
+            None,
+            &[
+                ("CAIRN_SLACK_BOT_TOKEN", "xoxb-1"),
+                ("CAIRN_SLACK_APP_TOKEN", "xoxb-2"),
+            ],
+        );
+        assert!(
+            message.contains("`slack_app_token`") && message.contains("`xapp-`"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn bad_token_is_not_echoed() {
         let message = err(None, &[("CAIRN_SLACK_BOT_TOKEN", "sekrit-value")]);
         assert!(!message.contains("sekrit"), "{message}");

@@ -8,6 +8,7 @@ mod migrate;
 mod prometheus;
 mod serve;
 mod simulate;
+mod socket;
 mod sources;
 
 use std::path::{Path, PathBuf};

@@ -17,15 +17,20 @@ use cairn_bot::slack::signature::sign;
 use crate::{cairn, run, stderr, workspace};
 
 pub(crate) const SECRET: &str = "test-signing-secret";
-const TOKEN: &str = "xoxb-test-token";
+pub(crate) const TOKEN: &str = "xoxb-test-token";
 
 /// What the fake Slack received: (method, authorization header, body).
 pub(crate) type Received = Arc<Mutex<Vec<(String, String, Value)>>>;
 
 pub(crate) async fn fake_slack() -> (SocketAddr, Received) {
+    fake_slack_with(None).await
+}
+
+/// The fake Slack Web API; with `socket_url`, `apps.connections.open` answers with it.
+pub(crate) async fn fake_slack_with(socket_url: Option<String>) -> (SocketAddr, Received) {
     let received: Received = Arc::default();
     async fn method(
-        State(received): State<Received>,
+        State((received, socket_url)): State<(Received, Option<String>)>,
         Path(name): Path<String>,
         headers: HeaderMap,
         body: axum::body::Bytes,
@@ -41,12 +46,16 @@ pub(crate) async fn fake_slack() -> (SocketAddr, Received) {
         let ts = format!("1700000100.{:06}", all.len());
         Json(match name.as_str() {
             "auth.test" => json!({"ok": true, "user_id": "UCAIRN", "team": "test"}),
+            "apps.connections.open" => match &socket_url {
+                Some(url) => json!({"ok": true, "url": url}),
+                None => json!({"ok": false, "error": "not_allowed_token_type"}),
+            },
             _ => json!({"ok": true, "ts": ts, "channel": "C1"}),
         })
     }
     let app = Router::new()
         .route("/api/{name}", post(method))
-        .with_state(received.clone());
+        .with_state((received.clone(), socket_url));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -72,6 +81,25 @@ pub(crate) async fn start(
     bundle: &std::path::Path,
     env: &[(&str, &str)],
 ) -> Server {
+    start_with(
+        dir,
+        slack,
+        bundle,
+        &[("CAIRN_SLACK_SIGNING_SECRET", SECRET)],
+        env,
+    )
+    .await
+}
+
+/// `start` with only the given Slack settings besides the bot token (Socket Mode: the app
+/// token and no signing secret).
+pub(crate) async fn start_with(
+    dir: &std::path::Path,
+    slack: SocketAddr,
+    bundle: &std::path::Path,
+    slack_env: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Server {
     let mut cmd = cairn(dir);
     cmd.arg("serve")
         .env("CAIRN_LISTEN", "127.0.0.1:0")
@@ -80,12 +108,11 @@ pub(crate) async fn start(
             format!("sqlite://{}?mode=rwc", dir.join("cairn.db").display()),
         )
         .env("CAIRN_SLACK_BOT_TOKEN", TOKEN)
-        .env("CAIRN_SLACK_SIGNING_SECRET", SECRET)
         .env("CAIRN_SLACK_API_URL", format!("http://{slack}/api/"))
         .env("CAIRN_BUNDLE", bundle)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    for (k, v) in env {
+    for (k, v) in slack_env.iter().chain(env) {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();

@@ -9,14 +9,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use cairn_knowledge::Forget;
 
-use super::AppState;
+use super::{Ack, AppState};
 use crate::knowledge::Provenance;
 use crate::slack::command::SlashCommand;
 use crate::slack::text::safe;
@@ -37,8 +36,8 @@ fn verified(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Respo
     .map_err(|refusal| (StatusCode::UNAUTHORIZED, refusal.to_string()).into_response())
 }
 
-fn ephemeral(text: &str) -> Response {
-    Json(json!({"response_type": "ephemeral", "text": text})).into_response()
+fn ephemeral(text: &str) -> Ack {
+    Ack::Answer(json!({"response_type": "ephemeral", "text": text}))
 }
 
 /// `POST /slack/commands`.
@@ -64,6 +63,12 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
     let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(body) else {
         return (StatusCode::BAD_REQUEST, "body is not a form").into_response();
     };
+    accept_command(st, &form).await.into_response()
+}
+
+/// A `/cairn` command's fields (the verified form, or the Socket Mode payload): answered
+/// now when that is quick, else stored with its job and answered later.
+pub(super) async fn accept_command(st: &AppState, form: &HashMap<String, String>) -> Ack {
     let text = form.get("text").map(String::as_str).unwrap_or("");
     let user = form.get("user_id").map(String::as_str).unwrap_or("");
     let parsed = match SlashCommand::parse(text) {
@@ -100,11 +105,7 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
             let question = text.join(" ");
             let (Some(channel), Some(trigger)) = (form.get("channel_id"), form.get("trigger_id"))
             else {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    "command without channel_id or trigger_id",
-                )
-                    .into_response();
+                return Ack::Malformed("command without channel_id or trigger_id");
             };
             let payload = json!({"source": "slack", "source_ref": trigger, "status": "triggered", "title": question, "channel": channel, "question": true});
             match st
@@ -124,7 +125,7 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
                         safe(&question, 500)
                     ))
                 }
-                Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                Err(_) => Ack::Unavailable,
             }
         }
         SlashCommand::Learn { text } => {
@@ -140,7 +141,7 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
                     safe(&crate::knowledge::describe(&record), 500),
                     record.record_id
                 )),
-                Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                Err(_) => Ack::Unavailable,
             }
         }
         SlashCommand::Forget { id } => {
@@ -149,7 +150,7 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
             };
             match st.store.forget(id, user, &st.admins, Utc::now()).await {
                 Ok(outcome) => ephemeral(&forget_answer(id, &outcome)),
-                Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                Err(_) => Ack::Unavailable,
             }
         }
         SlashCommand::Runbook { query } => {
@@ -223,7 +224,7 @@ async fn command(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
                                 safe(&service, 100)
                             ))
                         }
-                        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                        Err(_) => Ack::Unavailable,
                     }
                 }
             }
@@ -301,8 +302,14 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
     else {
         return (StatusCode::BAD_REQUEST, "no payload").into_response();
     };
+    accept_interaction(st, &payload).await.into_response()
+}
+
+/// An interaction payload (verified, or from the Socket Mode connection): Confirm/Reject
+/// and Undo are recorded and their messages edited through the outbox.
+pub(super) async fn accept_interaction(st: &AppState, payload: &Value) -> Ack {
     if payload["type"] != "block_actions" {
-        return StatusCode::OK.into_response();
+        return Ack::Done;
     }
     let user = payload["user"]["id"].as_str().unwrap_or("");
     let channel = payload["container"]["channel_id"]
@@ -316,18 +323,17 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
             Some("hypothesis_reject") => "rejected",
             Some("knowledge_undo") => {
                 let Some(id) = action["value"].as_str().and_then(|v| v.parse::<i64>().ok()) else {
-                    return (StatusCode::BAD_REQUEST, "undo value is not a record id")
-                        .into_response();
+                    return Ack::Malformed("undo value is not a record id");
                 };
                 let outcome = match st.store.forget(id, user, &st.admins, Utc::now()).await {
                     Ok(o) => o,
-                    Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                    Err(_) => return Ack::Unavailable,
                 };
                 if let Some(channel) = channel {
                     let answer = forget_answer(id, &outcome);
                     let message = match (&outcome, message_ts) {
                         (Forget::Retracted(_), Some(ts)) => {
-                            let mut blocks = without_buttons(&payload);
+                            let mut blocks = without_buttons(payload);
                             blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("↩️ Undone by {}", safe(user, 40))}]}));
                             json!({"method": "chat.update", "channel": channel, "ts": ts, "text": answer, "blocks": blocks})
                         }
@@ -351,7 +357,7 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
             .and_then(|v| v.split_once(':'))
             .and_then(|(i, r)| Some((i.parse::<i64>().ok()?, r.parse::<i32>().ok()?)))
         else {
-            return (StatusCode::BAD_REQUEST, "button value is not incident:rank").into_response();
+            return Ack::Malformed("button value is not incident:rank");
         };
         let now = Utc::now();
         if st
@@ -360,7 +366,7 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
             .await
             .is_err()
         {
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            return Ack::Unavailable;
         }
         // The decision is knowledge: who said which service was (not) the cause, when.
         let key = format!(
@@ -396,7 +402,7 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
         let (Some(channel), Some(ts)) = (channel, message_ts) else {
             continue;
         };
-        let mut blocks = without_buttons(&payload);
+        let mut blocks = without_buttons(payload);
         let who = safe(user, 40);
         let noted = recorded.map_or_else(String::new, |r| {
             format!(" · recorded as {}", crate::knowledge::describe(&r))
@@ -409,7 +415,7 @@ async fn interaction(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Respons
             .await;
         st.outbox.notify_one();
     }
-    StatusCode::OK.into_response()
+    Ack::Done
 }
 
 /// The clicked message's blocks without its buttons.

@@ -5,11 +5,14 @@
 //! from the durable queue in the database and investigate; what they post goes to the
 //! outbox, which a sender drains to the Slack Web API once per message, honouring
 //! `Retry-After`. A crash at any point leaves the work in the database to resume.
+//! With an app token, Slack's events, commands and clicks arrive over Socket Mode instead
+//! (`socket.rs`) and go through the same `accept_*` functions as the HTTP handlers.
 
 mod api;
 mod interact;
 mod metrics;
 pub mod pages;
+mod socket;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +73,9 @@ pub struct AppState {
     metrics: Metrics,
     /// Slack's `auth.test` passed (or Slack is off).
     slack_ready: AtomicBool,
+    /// In Socket Mode (an app token is set): whether Slack said hello on the open
+    /// connection. `None` over HTTP.
+    socket_connected: Option<AtomicBool>,
     /// Wakes the workers when a job arrives, the sender when a message is queued.
     jobs: Notify,
     outbox: Notify,
@@ -133,6 +139,11 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         replay,
         metrics: Metrics::default(),
         slack_ready: AtomicBool::new(config.slack.is_none()),
+        socket_connected: config
+            .slack
+            .as_ref()
+            .and_then(|s| s.app_token.as_ref())
+            .map(|_| AtomicBool::new(false)),
         jobs: Notify::new(),
         outbox: Notify::new(),
         admins: config.admins.clone(),
@@ -164,6 +175,9 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
     tasks.spawn(check_slack(state.clone(), stop_rx.clone()));
     tasks.spawn(refresh_search(state.clone(), stop_rx.clone()));
     tasks.spawn(check_sources(state.clone(), stop_rx.clone()));
+    if state.socket_connected.is_some() {
+        tasks.spawn(socket::run(state.clone(), stop_rx.clone()));
+    }
 
     let app = router(state.clone());
     let shutdown = async move {
@@ -258,7 +272,13 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
             (name.clone(), shown)
         })
         .collect();
-    let body = json!({"database": db, "migrations": migrated, "slack": slack, "sources": sources});
+    let mut body =
+        json!({"database": db, "migrations": migrated, "slack": slack, "sources": sources});
+    // Reported, not required (like sources): with the socket down, pages still arrive over
+    // HTTP and are investigated; the socket reconnects by itself.
+    if let Some(connected) = &st.socket_connected {
+        body["socket_mode"] = json!(connected.load(Ordering::Relaxed));
+    }
     let code = if db && migrated && slack {
         StatusCode::OK
     } else {
@@ -321,24 +341,57 @@ async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> 
     let Ok(event) = serde_json::from_slice::<Value>(body) else {
         return (StatusCode::BAD_REQUEST, "body is not JSON").into_response();
     };
+    accept_event(st, &event).await.into_response()
+}
+
+/// What Cairn answers Slack about an inbound request once it is dealt with, whichever way
+/// it came: an HTTP response, or a Socket Mode acknowledgement.
+pub(crate) enum Ack {
+    /// Stored with its job, or deliberately ignored.
+    Done,
+    /// Dealt with, and this is the immediate answer (a slash command's ephemeral text).
+    Answer(Value),
+    /// Malformed: sending it again would not help.
+    Malformed(&'static str),
+    /// Not stored (the database failed): left unacknowledged so Slack delivers it again.
+    Unavailable,
+}
+
+impl Ack {
+    /// The HTTP status this answer is sent with (also the metric's status label).
+    fn status(&self) -> StatusCode {
+        match self {
+            Ack::Done | Ack::Answer(_) => StatusCode::OK,
+            Ack::Malformed(_) => StatusCode::BAD_REQUEST,
+            Ack::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for Ack {
+    fn into_response(self) -> Response {
+        match self {
+            Ack::Done => StatusCode::OK.into_response(),
+            Ack::Answer(body) => Json(body).into_response(),
+            Ack::Malformed(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+            Ack::Unavailable => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+}
+
+/// An Events API body (verified, or from the Socket Mode connection): a mention or a thread
+/// reply is stored with its job, deduplicated by `event_id`; everything else is ignored.
+async fn accept_event(st: &AppState, event: &Value) -> Ack {
     match event["type"].as_str() {
         Some("url_verification") => match event["challenge"].as_str() {
-            Some(challenge) => Json(json!({"challenge": challenge})).into_response(),
-            None => (
-                StatusCode::BAD_REQUEST,
-                "url_verification without a challenge",
-            )
-                .into_response(),
+            Some(challenge) => Ack::Answer(json!({"challenge": challenge})),
+            None => Ack::Malformed("url_verification without a challenge"),
         },
         Some("event_callback") => {
             let inner = &event["event"];
             let (Some(event_id), Some(kind)) = (event["event_id"].as_str(), inner["type"].as_str())
             else {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    "event_callback without event_id or event.type",
-                )
-                    .into_response();
+                return Ack::Malformed("event_callback without event_id or event.type");
             };
             // Bots (Cairn included) and edited/joined/… messages start nothing.
             let own = st.bot_user.get().map(String::as_str);
@@ -348,11 +401,11 @@ async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> 
                 || inner.get("subtype").is_some_and(|s| !s.is_null())
                 || own.is_some_and(|o| o == user)
             {
-                return StatusCode::OK.into_response();
+                return Ack::Done;
             }
             let (Some(channel), Some(ts)) = (inner["channel"].as_str(), inner["ts"].as_str())
             else {
-                return (StatusCode::BAD_REQUEST, "message without channel or ts").into_response();
+                return Ack::Malformed("message without channel or ts");
             };
             let text = inner["text"].as_str().unwrap_or("");
             let thread_ts = inner["thread_ts"].as_str();
@@ -364,7 +417,7 @@ async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> 
                 let reply = thread_ts.is_some_and(|t| t != ts);
                 let mentions_cairn = own.is_some_and(|o| text.contains(&format!("<@{o}>")));
                 if !reply || mentions_cairn {
-                    return StatusCode::OK.into_response();
+                    return Ack::Done;
                 }
                 "reply"
             };
@@ -383,17 +436,17 @@ async fn handle_slack_event(st: &AppState, headers: &HeaderMap, body: &[u8]) -> 
             {
                 Ok(true) => {
                     st.jobs.notify_one();
-                    StatusCode::OK.into_response()
+                    Ack::Done
                 }
-                Ok(false) => StatusCode::OK.into_response(),
+                Ok(false) => Ack::Done,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot store a Slack event");
                     // Not acknowledged: Slack retries, nothing is lost.
-                    StatusCode::SERVICE_UNAVAILABLE.into_response()
+                    Ack::Unavailable
                 }
             }
         }
-        _ => StatusCode::OK.into_response(),
+        _ => Ack::Done,
     }
 }
 
