@@ -10,7 +10,9 @@ mod search;
 mod store;
 
 pub use fingerprint::Fingerprint;
-pub use queue::{backoff, Job, JobState, OutboxMessage, DEFAULT_MAX_ATTEMPTS};
+pub use queue::{
+    backoff, Job, JobState, OutboxMessage, OutboxRef, DEFAULT_MAX_ATTEMPTS, MAX_OUTBOX_ATTEMPTS,
+};
 
 pub use records::{
     Forget, Incident, InvestigationContext, KnowledgeRecord, NewIncident, Precedent, Runbook,

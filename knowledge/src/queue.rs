@@ -317,19 +317,79 @@ impl Store {
         Ok(r == 1)
     }
 
-    /// Records a failed send, to be retried at `retry_at` (e.g. after `Retry-After`).
+    /// Records a failed send: retried at `retry_at` (e.g. after `Retry-After`), or
+    /// dead-lettered when `permanent` (Slack will never take it: `channel_not_found`,
+    /// `invalid_blocks`…) or after [`MAX_OUTBOX_ATTEMPTS`]. Returns whether it is dead.
     pub async fn mark_outbox_failed(
         &self,
         id: i64,
         error: &str,
         retry_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        permanent: bool,
+    ) -> Result<bool, StoreError> {
         self.exec(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'pending'",
-                vec![error.into(), retry_at.into(), id.into()],
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = CASE WHEN ? OR attempts + 1 >= ? THEN 'dead' ELSE state END WHERE id = ? AND state = 'pending'",
+                vec![error.into(), retry_at.into(), permanent.into(), MAX_OUTBOX_ATTEMPTS.into(), id.into()],
             ).await?;
+        self.outbox_dead(OutboxRef::Id(id)).await
+    }
+
+    /// Gives up a message that cannot be sent because what it depends on never will be
+    /// (the message it edits, the root of its thread); `error` says which.
+    pub async fn bury_outbox(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE outbox SET state = 'dead', last_error = ? WHERE id = ? AND state = 'pending'",
+            vec![error.into(), id.into()],
+        )
+        .await?;
         Ok(())
     }
+
+    /// Whether the message was given up.
+    pub async fn outbox_dead(&self, key: OutboxRef<'_>) -> Result<bool, StoreError> {
+        let (sql, value): (&str, Value) = match key {
+            OutboxRef::Key(k) => (
+                "SELECT 1 AS dead FROM outbox WHERE idempotency_key = ? AND state = 'dead'",
+                k.into(),
+            ),
+            OutboxRef::Id(id) => (
+                "SELECT 1 AS dead FROM outbox WHERE id = ? AND state = 'dead'",
+                id.into(),
+            ),
+        };
+        Ok(self
+            .db()
+            .query_one(self.stmt(sql, vec![value]))
+            .await?
+            .is_some())
+    }
+
+    /// Messages given up, for `/metrics`.
+    pub async fn count_dead_outbox(&self) -> Result<i64, StoreError> {
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                "SELECT COUNT(*) AS n FROM outbox WHERE state = 'dead'",
+                vec![],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("", "n")?,
+            None => 0,
+        })
+    }
+}
+
+/// Attempts after which a message that keeps failing is given up: one Slack has refused
+/// twelve times (each after its `Retry-After` or a pause) is not going through, and holding
+/// it would hold its channel's later messages for ever.
+pub const MAX_OUTBOX_ATTEMPTS: i32 = 12;
+
+/// Which outbox message: by idempotency key or by row id.
+#[derive(Debug, Clone, Copy)]
+pub enum OutboxRef<'a> {
+    Key(&'a str),
+    Id(i64),
 }
 
 fn job_from(row: &QueryResult) -> Result<Job, StoreError> {

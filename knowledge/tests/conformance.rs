@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_knowledge::{
     backoff, Backend, Fingerprint, Forget, InvestigationContext, JobState, KnowledgeRecord,
-    NewIncident, Store, StoredEvidence, StoredHypothesis,
+    NewIncident, OutboxRef, Store, StoredEvidence, StoredHypothesis, MAX_OUTBOX_ATTEMPTS,
 };
 use chrono::Duration;
 use chrono::{TimeZone, Utc};
@@ -82,6 +82,7 @@ conformance!(
     job_retries_with_backoff_then_dead_letters,
     expired_lease_is_reclaimed,
     outbox_is_idempotent_and_never_resends,
+    outbox_gives_up_what_slack_will_never_take,
     incidents_one_open_per_group_key,
     alerts_dedupe,
     service_catalogue_upserts,
@@ -635,7 +636,7 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].payload, payload);
     store
-        .mark_outbox_failed(due[0].id, "429", t0() + Duration::seconds(30))
+        .mark_outbox_failed(due[0].id, "429", t0() + Duration::seconds(30), false)
         .await
         .unwrap();
     assert!(
@@ -664,6 +665,55 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
             .unwrap(),
         "sent stays sent"
     );
+}
+
+async fn outbox_gives_up_what_slack_will_never_take(store: Store) {
+    store.migrate().await.unwrap();
+    let payload = serde_json::json!({ "text": "hello" });
+    for key in ["gone:root", "gone:edit", "flaky:status"] {
+        store
+            .enqueue_outbox(key, "C1", payload.clone(), t0())
+            .await
+            .unwrap();
+    }
+    let due = store.due_outbox(t0(), 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+    // A permanent refusal is dead at once; dead is never due again.
+    assert!(store
+        .mark_outbox_failed(due[0].id, "channel_not_found", t0(), true)
+        .await
+        .unwrap());
+    assert!(store
+        .outbox_dead(OutboxRef::Key("gone:root"))
+        .await
+        .unwrap());
+    store
+        .bury_outbox(due[1].id, "edits a message that was never sent")
+        .await
+        .unwrap();
+    // A message that keeps failing is given up after the last attempt, not before.
+    for attempt in 1..=MAX_OUTBOX_ATTEMPTS {
+        let dead = store
+            .mark_outbox_failed(due[2].id, "HTTP 500", t0(), false)
+            .await
+            .unwrap();
+        assert_eq!(dead, attempt == MAX_OUTBOX_ATTEMPTS, "attempt {attempt}");
+    }
+    assert!(store
+        .due_outbox(t0() + Duration::days(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.count_dead_outbox().await.unwrap(), 3);
+    assert!(!store
+        .outbox_dead(OutboxRef::Key("never:queued"))
+        .await
+        .unwrap());
+    // A dead message is not sent by a later mark either.
+    assert!(!store
+        .mark_outbox_sent(due[0].id, "1700000000.000100")
+        .await
+        .unwrap());
 }
 
 async fn incidents_one_open_per_group_key(store: Store) {

@@ -41,6 +41,7 @@ pub(crate) async fn fake_slack_with(socket_url: Option<String>) -> (SocketAddr, 
             .unwrap_or("")
             .to_owned();
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let gone = value["channel"] == "CGONE";
         let mut all = received.lock().unwrap();
         all.push((name.clone(), auth, value));
         let ts = format!("1700000100.{:06}", all.len());
@@ -50,6 +51,8 @@ pub(crate) async fn fake_slack_with(socket_url: Option<String>) -> (SocketAddr, 
                 Some(url) => json!({"ok": true, "url": url}),
                 None => json!({"ok": false, "error": "not_allowed_token_type"}),
             },
+            // Slack's answer for a channel the bot cannot post in: never going to work.
+            _ if gone => json!({"ok": false, "error": "channel_not_found"}),
             _ => json!({"ok": true, "ts": ts, "channel": "C1"}),
         })
     }
@@ -1072,4 +1075,90 @@ async fn kill_9_then_restart_finishes_the_work_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(posted("cairn_status"), 1);
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_slack_refuses_for_good_is_given_up_and_the_rest_go_on() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = crate::simulated(dir.path(), "shop-orders-db-slow-query");
+    let (slack, received) = fake_slack().await;
+    let env = [
+        ("CAIRN_INCIDENT_CHANNEL", "CGONE"),
+        ("CAIRN_ALERTMANAGER_TOKEN", "am-token"),
+    ];
+    let server = start(dir.path(), slack, &bundle, &env).await;
+    let client = reqwest::Client::new();
+    let page = json!({"version": "4", "groupKey": "{}:{alertname=\"OrdersSlow\"}", "status": "firing", "receiver": "cairn", "groupLabels": {"alertname": "OrdersSlow"}, "commonLabels": {}, "commonAnnotations": {}, "alerts": [{"status": "firing", "labels": {"alertname": "OrdersSlow", "service": "orders"}, "annotations": {}, "startsAt": "2026-05-24T16:48:00Z"}]}).to_string();
+    let answer = client
+        .post(format!("{}/webhooks/alertmanager", server.base))
+        .bearer_auth("am-token")
+        .body(page)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let dead = || async {
+        let text = client
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("cairn_outbox_dead "))
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    // The root is refused for good; the thread's messages, which wait for it, follow it.
+    let mut given_up = 0;
+    for _ in 0..200 {
+        given_up = dead().await;
+        if given_up >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(given_up >= 3, "only {given_up} messages given up");
+    // Another channel is not held up by it.
+    let now = chrono::Utc::now().timestamp();
+    let body = mention(
+        "Ev9",
+        "1700000000.000900",
+        "<@UCAIRN> why are orders slow?",
+        json!({}),
+    );
+    let answer = signed(
+        &client,
+        &format!("{}/slack/events", server.base),
+        &body,
+        now,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let summaries = || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, b)| {
+                m == "chat.postMessage" && b["metadata"]["event_type"] == "cairn_summary"
+            })
+            .count()
+    };
+    wait_for("the mention's summary", || summaries() == 1).await;
+    let tries_in_gone = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, b)| b["channel"] == "CGONE")
+        .count();
+    assert_eq!(
+        tries_in_gone, 1,
+        "the refused root was sent once and nothing after it"
+    );
 }

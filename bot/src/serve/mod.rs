@@ -294,8 +294,9 @@ async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
         .await
         .unwrap_or(0);
     let mut text = st.metrics.render();
+    let dead = st.store.count_dead_outbox().await.unwrap_or(0);
     text.push_str(&format!(
-        "# TYPE cairn_queue_depth gauge\ncairn_queue_depth {queued}\n"
+        "# TYPE cairn_queue_depth gauge\ncairn_queue_depth {queued}\n# TYPE cairn_outbox_dead gauge\ncairn_outbox_dead {dead}\n"
     ));
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
@@ -1109,7 +1110,18 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                                     map.remove("thread_of");
                                 }
                             }
-                            None => continue,
+                            None => {
+                                let root = format!("incident:{incident_id}:root");
+                                if outbox_dead(&st, &root).await {
+                                    bury(
+                                        &st,
+                                        &message,
+                                        "its thread's root message was never posted",
+                                    )
+                                    .await;
+                                }
+                                continue;
+                            }
                         }
                     }
                     // An edit waits for the message it edits.
@@ -1126,7 +1138,13 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                                     map.remove("thread_ts");
                                 }
                             }
-                            None => continue,
+                            None => {
+                                if outbox_dead(&st, &key).await {
+                                    bury(&st, &message, "the message it edits was never posted")
+                                        .await;
+                                }
+                                continue;
+                            }
                         }
                     }
                     let method = payload
@@ -1156,11 +1174,24 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                                 }
                             }
                         }
-                        Err(Retry::After(wait, why)) => {
+                        Err(Retry::Never(why)) => {
+                            // Slack will never take it; its channel's later messages go on.
                             let _ = st
                                 .store
-                                .mark_outbox_failed(message.id, &why, Utc::now() + wait)
+                                .mark_outbox_failed(message.id, &why, Utc::now(), true)
                                 .await;
+                            tracing::error!(key = %message.idempotency_key, error = %why, "message given up");
+                        }
+                        Err(Retry::After(wait, why)) => {
+                            let dead = st
+                                .store
+                                .mark_outbox_failed(message.id, &why, Utc::now() + wait, false)
+                                .await
+                                .unwrap_or(false);
+                            if dead {
+                                tracing::error!(key = %message.idempotency_key, error = %why, "message given up after its last attempt");
+                                continue;
+                            }
                             let until =
                                 Instant::now() + wait.to_std().unwrap_or(Duration::from_secs(1));
                             channel_hold.insert(message.channel.clone(), until);
@@ -1183,9 +1214,45 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Why a call should be tried again, and when.
+/// Why a call failed: to be tried again after a while, or never (Slack refuses the
+/// message itself).
 enum Retry {
     After(chrono::Duration, String),
+    Never(String),
+}
+
+/// Slack errors about the message itself: sending it again cannot succeed. (Errors about
+/// the token or workspace are retried up to the cap: fixing the configuration fixes them.)
+const REFUSED_FOR_GOOD: &[&str] = &[
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "invalid_arguments",
+    "invalid_metadata_format",
+    "invalid_metadata_schema",
+    "metadata_too_large",
+    "msg_too_long",
+    "no_text",
+    "too_many_attachments",
+    "message_not_found",
+    "cant_update_message",
+    "edit_window_closed",
+];
+
+/// Whether the outbox message `key` was given up.
+async fn outbox_dead(st: &AppState, key: &str) -> bool {
+    st.store
+        .outbox_dead(cairn_knowledge::OutboxRef::Key(key))
+        .await
+        .unwrap_or(false)
+}
+
+/// Gives up `message` because what it depends on was given up.
+async fn bury(st: &AppState, message: &cairn_knowledge::OutboxMessage, why: &str) {
+    tracing::error!(key = %message.idempotency_key, reason = why, "message given up");
+    let _ = st.store.bury_outbox(message.id, why).await;
 }
 
 /// Calls a Slack Web API method; Slack's answer on success.
@@ -1228,12 +1295,14 @@ async fn call(
         .await
         .map_err(|e| Retry::After(chrono::Duration::seconds(2), format!("{method}: {e}")))?;
     if body["ok"] == json!(true) {
-        Ok(body)
+        return Ok(body);
+    }
+    let error = body["error"].as_str().unwrap_or("not ok");
+    let why = format!("{method}: {error}");
+    if REFUSED_FOR_GOOD.contains(&error) {
+        Err(Retry::Never(why))
     } else {
-        Err(Retry::After(
-            chrono::Duration::seconds(30),
-            format!("{method}: {}", body["error"].as_str().unwrap_or("not ok")),
-        ))
+        Err(Retry::After(chrono::Duration::seconds(30), why))
     }
 }
 
@@ -1301,7 +1370,9 @@ async fn check_slack(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 tracing::info!("Slack auth.test passed");
                 return;
             }
-            Err(Retry::After(_, why)) => tracing::warn!(%why, "Slack auth.test failed; retrying"),
+            Err(Retry::After(_, why) | Retry::Never(why)) => {
+                tracing::warn!(%why, "Slack auth.test failed; retrying")
+            }
         }
         tokio::select! {
             _ = stop.changed() => return,
