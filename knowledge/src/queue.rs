@@ -49,6 +49,9 @@ pub struct OutboxMessage {
     pub channel: String,
     pub payload: serde_json::Value,
     pub attempts: i32,
+    /// A send was started and its outcome never recorded (the process died mid-call): Slack
+    /// may hold the message already, so the sender looks before sending again.
+    pub in_flight: bool,
 }
 
 /// Adds a queued job: kind, payload, run_at, max_attempts, created_at.
@@ -289,7 +292,7 @@ impl Store {
         let rows = self
             .db()
             .query_all(self.stmt(
-                "SELECT id, idempotency_key, channel, payload, attempts FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                "SELECT id, idempotency_key, channel, payload, attempts, last_error FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
                 vec![now.into(), i64::from(limit).into()],
             ))
             .await?;
@@ -301,9 +304,23 @@ impl Store {
                     channel: r.try_get("", "channel")?,
                     payload: r.try_get("", "payload")?,
                     attempts: r.try_get("", "attempts")?,
+                    in_flight: r
+                        .try_get::<Option<String>>("", "last_error")?
+                        .is_some_and(|e| e == IN_FLIGHT),
                 })
             })
             .collect()
+    }
+
+    /// Notes that a send of the message starts now; a crash before its outcome is recorded
+    /// leaves it [`OutboxMessage::in_flight`].
+    pub async fn mark_outbox_in_flight(&self, id: i64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE outbox SET last_error = ? WHERE id = ? AND state = 'pending'",
+            vec![IN_FLIGHT.into(), id.into()],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Marks a message sent (with the Slack `ts` it got); `false` if it was already sent.
@@ -379,6 +396,9 @@ impl Store {
         })
     }
 }
+
+/// `last_error` of a message whose send started and whose outcome was never recorded.
+const IN_FLIGHT: &str = "in flight";
 
 /// Attempts after which a message that keeps failing is given up: one Slack has refused
 /// twelve times (each after its `Retry-After` or a pause) is not going through, and holding

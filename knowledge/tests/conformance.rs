@@ -648,6 +648,13 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
         .await
         .unwrap();
     assert_eq!(due[0].attempts, 1);
+    assert!(!due[0].in_flight, "a recorded failure is an outcome");
+    store.mark_outbox_in_flight(due[0].id).await.unwrap();
+    let due = store
+        .due_outbox(t0() + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert!(due[0].in_flight, "a send whose outcome was never recorded");
     assert!(store
         .mark_outbox_sent(due[0].id, "1700000000.000100")
         .await

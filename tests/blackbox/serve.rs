@@ -28,9 +28,34 @@ pub(crate) async fn fake_slack() -> (SocketAddr, Received) {
 
 /// The fake Slack Web API; with `socket_url`, `apps.connections.open` answers with it.
 pub(crate) async fn fake_slack_with(socket_url: Option<String>) -> (SocketAddr, Received) {
+    serve_fake_slack(socket_url, None).await
+}
+
+/// The fake Slack Web API, which records the first `chat.postMessage` whose metadata type
+/// is `kind` and then never answers it: a send whose outcome the sender cannot learn.
+pub(crate) async fn fake_slack_hanging_on(kind: &str) -> (SocketAddr, Received) {
+    serve_fake_slack(None, Some(kind.to_owned())).await
+}
+
+#[derive(Clone)]
+struct FakeSlack {
+    received: Received,
+    socket_url: Option<String>,
+    hang_on: Arc<Mutex<Option<String>>>,
+}
+
+/// The `ts` the fake gave the `i`th call it received (counting from 0).
+fn fake_ts(i: usize) -> String {
+    format!("1700000100.{:06}", i + 1)
+}
+
+async fn serve_fake_slack(
+    socket_url: Option<String>,
+    hang_on: Option<String>,
+) -> (SocketAddr, Received) {
     let received: Received = Arc::default();
     async fn method(
-        State((received, socket_url)): State<(Received, Option<String>)>,
+        State(fake): State<FakeSlack>,
         Path(name): Path<String>,
         headers: HeaderMap,
         body: axum::body::Bytes,
@@ -42,12 +67,28 @@ pub(crate) async fn fake_slack_with(socket_url: Option<String>) -> (SocketAddr, 
             .to_owned();
         let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let gone = value["channel"] == "CGONE";
-        let mut all = received.lock().unwrap();
-        all.push((name.clone(), auth, value));
-        let ts = format!("1700000100.{:06}", all.len());
+        let hang = {
+            let mut hang_on = fake.hang_on.lock().unwrap();
+            let hit = name == "chat.postMessage"
+                && hang_on
+                    .as_deref()
+                    .is_some_and(|kind| value["metadata"]["event_type"] == kind);
+            if hit {
+                *hang_on = None;
+            }
+            hit
+        };
+        let ts = {
+            let mut all = fake.received.lock().unwrap();
+            all.push((name.clone(), auth, value));
+            fake_ts(all.len() - 1)
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
         Json(match name.as_str() {
             "auth.test" => json!({"ok": true, "user_id": "UCAIRN", "team": "test"}),
-            "apps.connections.open" => match &socket_url {
+            "apps.connections.open" => match &fake.socket_url {
                 Some(url) => json!({"ok": true, "url": url}),
                 None => json!({"ok": false, "error": "not_allowed_token_type"}),
             },
@@ -56,9 +97,41 @@ pub(crate) async fn fake_slack_with(socket_url: Option<String>) -> (SocketAddr, 
             _ => json!({"ok": true, "ts": ts, "channel": "C1"}),
         })
     }
+    /// `conversations.history` / `conversations.replies`: what was posted there, with
+    /// metadata, as Slack keeps it.
+    async fn read(
+        State(fake): State<FakeSlack>,
+        Path(name): Path<String>,
+        axum::extract::Query(query): axum::extract::Query<
+            std::collections::HashMap<String, String>,
+        >,
+    ) -> Json<Value> {
+        let mut all = fake.received.lock().unwrap();
+        all.push((name.clone(), String::new(), json!(query)));
+        let channel = query.get("channel").cloned().unwrap_or_default();
+        let thread = query.get("ts").cloned();
+        let messages: Vec<Value> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, (m, _, b))| m == "chat.postMessage" && b["channel"] == json!(channel))
+            .filter(|(i, (_, _, b))| match (&thread, name.as_str()) {
+                (Some(t), "conversations.replies") => {
+                    b["thread_ts"] == json!(t) || fake_ts(*i) == *t
+                }
+                _ => true,
+            })
+            .map(|(i, (_, _, b))| json!({"ts": fake_ts(i), "text": b["text"], "metadata": b["metadata"]}))
+            .collect();
+        Json(json!({"ok": true, "messages": messages}))
+    }
+    let fake = FakeSlack {
+        received: received.clone(),
+        socket_url,
+        hang_on: Arc::new(Mutex::new(hang_on)),
+    };
     let app = Router::new()
-        .route("/api/{name}", post(method))
-        .with_state((received.clone(), socket_url));
+        .route("/api/{name}", post(method).get(read))
+        .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -1160,5 +1233,79 @@ async fn a_message_slack_refuses_for_good_is_given_up_and_the_rest_go_on() {
     assert_eq!(
         tries_in_gone, 1,
         "the refused root was sent once and nothing after it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_answer_was_lost_in_a_crash_is_not_posted_twice() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = crate::simulated(dir.path(), "shop-orders-db-slow-query");
+    // Slack takes the summary but its answer never arrives; Cairn dies meanwhile.
+    let (slack, received) = fake_slack_hanging_on("cairn_summary").await;
+    let mut server = start(dir.path(), slack, &bundle, &[]).await;
+    let client = reqwest::Client::new();
+    let ask = |base: &str, event: &str, ts: &str| {
+        let body = mention(event, ts, "<@UCAIRN> why are orders slow?", json!({}));
+        signed(
+            &client,
+            &format!("{base}/slack/events"),
+            &body,
+            chrono::Utc::now().timestamp(),
+        )
+        .send()
+    };
+    assert_eq!(
+        ask(&server.base, "EvLost1", "1700000000.000801")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let summaries = || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, b)| {
+                m == "chat.postMessage" && b["metadata"]["event_type"] == "cairn_summary"
+            })
+            .count()
+    };
+    wait_for("the summary to reach Slack", || summaries() == 1).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    // After the restart the summary is found in the thread, not posted again; a second
+    // question (sent after it in the outbox's order) proves the sender got past it.
+    let server = start(dir.path(), slack, &bundle, &[]).await;
+    assert_eq!(
+        ask(&server.base, "EvLost2", "1700000000.000802")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    wait_for("the second question's summary", || summaries() == 2).await;
+    let looked = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, _)| m == "conversations.replies")
+        .count();
+    assert!(looked >= 1, "the lost send was looked for in its thread");
+    let summaries_per_thread: Vec<Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, b)| {
+            m == "chat.postMessage" && b["metadata"]["event_type"] == "cairn_summary"
+        })
+        .map(|(_, _, b)| b["thread_ts"].clone())
+        .collect();
+    assert_eq!(summaries_per_thread.len(), 2);
+    assert_ne!(
+        summaries_per_thread[0], summaries_per_thread[1],
+        "one summary per thread"
     );
 }

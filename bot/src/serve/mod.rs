@@ -1161,18 +1161,30 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                     {
                         continue;
                     }
+                    if method == "chat.postMessage" {
+                        // The key travels in the message's metadata, so a send whose outcome
+                        // was lost (the process died mid-call) can be found in Slack instead
+                        // of being posted twice.
+                        if let Some(event) = payload
+                            .get_mut("metadata")
+                            .and_then(|m| m.get_mut("event_payload"))
+                            .and_then(Value::as_object_mut)
+                        {
+                            event.insert("outbox_key".into(), json!(message.idempotency_key));
+                        }
+                        if message.in_flight {
+                            if let Some(ts) = already_posted(&st, slack, &payload, &message).await {
+                                tracing::info!(key = %message.idempotency_key, "found in Slack after a lost send; not posting it again");
+                                posted(&st, &message, &payload, &ts).await;
+                                continue;
+                            }
+                        }
+                        let _ = st.store.mark_outbox_in_flight(message.id).await;
+                    }
                     match call(&st, slack, &method, &payload).await {
                         Ok(body) => {
                             let ts = body["ts"].as_str().unwrap_or_default().to_owned();
-                            let _ = st.store.mark_outbox_sent(message.id, &ts).await;
-                            if payload["metadata"]["event_type"] == "cairn_incident" {
-                                if let (Some(id), Some(channel)) = (
-                                    payload["metadata"]["event_payload"]["incident_id"].as_i64(),
-                                    payload["channel"].as_str(),
-                                ) {
-                                    let _ = st.store.set_incident_thread(id, channel, &ts).await;
-                                }
-                            }
+                            posted(&st, &message, &payload, &ts).await;
                         }
                         Err(Retry::Never(why)) => {
                             // Slack will never take it; its channel's later messages go on.
@@ -1240,6 +1252,69 @@ const REFUSED_FOR_GOOD: &[&str] = &[
     "cant_update_message",
     "edit_window_closed",
 ];
+
+/// Records `message` as sent with Slack's `ts`; a root message gives its incident a thread.
+async fn posted(
+    st: &AppState,
+    message: &cairn_knowledge::OutboxMessage,
+    payload: &Value,
+    ts: &str,
+) {
+    let _ = st.store.mark_outbox_sent(message.id, ts).await;
+    if payload["metadata"]["event_type"] == "cairn_incident" {
+        if let (Some(id), Some(channel)) = (
+            payload["metadata"]["event_payload"]["incident_id"].as_i64(),
+            payload["channel"].as_str(),
+        ) {
+            let _ = st.store.set_incident_thread(id, channel, ts).await;
+        }
+    }
+}
+
+/// The `ts` of `message` when Slack already holds it: read back from the thread it went to
+/// (or the channel), matching the outbox key in its metadata. `None` when it is not there
+/// or Slack cannot say; then it is sent (a duplicate is better than a lost message).
+async fn already_posted(
+    st: &AppState,
+    slack: &SlackConfig,
+    payload: &Value,
+    message: &cairn_knowledge::OutboxMessage,
+) -> Option<String> {
+    let channel = payload["channel"].as_str()?;
+    let mut query = vec![
+        ("channel", channel.to_owned()),
+        ("include_all_metadata", "true".to_owned()),
+        ("limit", "200".to_owned()),
+    ];
+    let method = match payload["thread_ts"].as_str() {
+        Some(thread) => {
+            query.push(("ts", thread.to_owned()));
+            "conversations.replies"
+        }
+        None => "conversations.history",
+    };
+    let answer = st
+        .http
+        .get(format!("{}{method}", slack.api_url))
+        .bearer_auth(slack.bot_token.expose_secret())
+        .query(&query)
+        .send()
+        .await
+        .ok()?
+        .json::<Value>()
+        .await
+        .ok()?;
+    if answer["ok"] != json!(true) {
+        tracing::warn!(key = %message.idempotency_key, error = %answer["error"], "cannot look for a lost send; sending again");
+        return None;
+    }
+    answer["messages"]
+        .as_array()?
+        .iter()
+        .find(|m| m["metadata"]["event_payload"]["outbox_key"] == json!(message.idempotency_key))
+        .and_then(|m| m["ts"].as_str())
+        .map(str::to_owned)
+}
 
 /// Whether the outbox message `key` was given up.
 async fn outbox_dead(st: &AppState, key: &str) -> bool {
