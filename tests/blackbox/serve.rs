@@ -262,6 +262,32 @@ pub(crate) fn mention(event_id: &str, ts: &str, text: &str, extra: Value) -> Str
     json!({"type": "event_callback", "event_id": event_id, "event": event}).to_string()
 }
 
+/// Posts a signed `@cairn why are orders slow?` mention as event `event_id` at `ts` and
+/// checks it was acknowledged.
+pub(crate) async fn ask(client: &reqwest::Client, base: &str, event_id: &str, ts: &str) {
+    let body = mention(event_id, ts, "<@UCAIRN> why are orders slow?", json!({}));
+    let answer = signed(
+        client,
+        &format!("{base}/slack/events"),
+        &body,
+        chrono::Utc::now().timestamp(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+/// How many `chat.postMessage` calls of metadata type `kind` the fake Slack received.
+pub(crate) fn posted_count(received: &Received, kind: &str) -> usize {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, b)| m == "chat.postMessage" && b["metadata"]["event_type"] == kind)
+        .count()
+}
+
 pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..200 {
         if done() {
@@ -1196,33 +1222,8 @@ async fn a_message_slack_refuses_for_good_is_given_up_and_the_rest_go_on() {
     }
     assert!(given_up >= 3, "only {given_up} messages given up");
     // Another channel is not held up by it.
-    let now = chrono::Utc::now().timestamp();
-    let body = mention(
-        "Ev9",
-        "1700000000.000900",
-        "<@UCAIRN> why are orders slow?",
-        json!({}),
-    );
-    let answer = signed(
-        &client,
-        &format!("{}/slack/events", server.base),
-        &body,
-        now,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(answer.status(), 200);
-    let summaries = || {
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _, b)| {
-                m == "chat.postMessage" && b["metadata"]["event_type"] == "cairn_summary"
-            })
-            .count()
-    };
+    ask(&client, &server.base, "Ev9", "1700000000.000900").await;
+    let summaries = || posted_count(&received, "cairn_summary");
     wait_for("the mention's summary", || summaries() == 1).await;
     let tries_in_gone = received
         .lock()
@@ -1245,33 +1246,8 @@ async fn a_post_whose_answer_was_lost_in_a_crash_is_not_posted_twice() {
     let (slack, received) = fake_slack_hanging_on("cairn_summary").await;
     let mut server = start(dir.path(), slack, &bundle, &[]).await;
     let client = reqwest::Client::new();
-    let ask = |base: &str, event: &str, ts: &str| {
-        let body = mention(event, ts, "<@UCAIRN> why are orders slow?", json!({}));
-        signed(
-            &client,
-            &format!("{base}/slack/events"),
-            &body,
-            chrono::Utc::now().timestamp(),
-        )
-        .send()
-    };
-    assert_eq!(
-        ask(&server.base, "EvLost1", "1700000000.000801")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let summaries = || {
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _, b)| {
-                m == "chat.postMessage" && b["metadata"]["event_type"] == "cairn_summary"
-            })
-            .count()
-    };
+    ask(&client, &server.base, "EvLost1", "1700000000.000801").await;
+    let summaries = || posted_count(&received, "cairn_summary");
     wait_for("the summary to reach Slack", || summaries() == 1).await;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -1279,13 +1255,7 @@ async fn a_post_whose_answer_was_lost_in_a_crash_is_not_posted_twice() {
     // After the restart the summary is found in the thread, not posted again; a second
     // question (sent after it in the outbox's order) proves the sender got past it.
     let server = start(dir.path(), slack, &bundle, &[]).await;
-    assert_eq!(
-        ask(&server.base, "EvLost2", "1700000000.000802")
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    ask(&client, &server.base, "EvLost2", "1700000000.000802").await;
     wait_for("the second question's summary", || summaries() == 2).await;
     let looked = received
         .lock()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::serve::{fake_slack, free_port, mention, signed, start, wait_for};
+use crate::serve::{ask, fake_slack, free_port, posted_count, start, wait_for};
 use crate::simulated;
 
 /// A TCP server that accepts connections and never answers: a source that hangs.
@@ -52,23 +52,7 @@ timeout_ms = 300
     .await;
     let client = reqwest::Client::new();
 
-    let now = chrono::Utc::now().timestamp();
-    let body = mention(
-        "Ev1",
-        "1700000000.000100",
-        "<@UCAIRN> why are orders slow?",
-        json!({}),
-    );
-    let answer = signed(
-        &client,
-        &format!("{}/slack/events", server.base),
-        &body,
-        now,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(answer.status(), 200);
+    ask(&client, &server.base, "Ev1", "1700000000.000100").await;
 
     let finals = || {
         received
@@ -92,16 +76,7 @@ timeout_ms = 300
     assert!(status.contains("timed out"), "{status}");
     // The bundle still carried the investigation: hypotheses were posted (they follow the
     // status in the outbox's order).
-    let hypotheses = || {
-        received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _, b)| {
-                m == "chat.postMessage" && b["metadata"]["event_type"] == "cairn_hypothesis"
-            })
-            .count()
-    };
+    let hypotheses = || posted_count(&received, "cairn_hypothesis");
     wait_for("a hypothesis", || hypotheses() > 0).await;
 
     // Readiness reports the sources without depending on them.
