@@ -2,30 +2,22 @@
 //! fresh PostgreSQL database (when `CAIRN_TEST_POSTGRES_URL` is set; required when CI=true).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cairn_knowledge::{
-    backoff, Backend, Fingerprint, Forget, InvestigationContext, JobState, KnowledgeRecord,
-    NewIncident, OutboxRef, Store, StoredEvidence, StoredHypothesis, MAX_OUTBOX_ATTEMPTS,
+    backoff, Fingerprint, Forget, InvestigationContext, JobState, KnowledgeRecord, NewIncident,
+    OutboxRef, Store, StoredEvidence, StoredHypothesis, MAX_OUTBOX_ATTEMPTS,
 };
 use chrono::Duration;
 use chrono::{TimeZone, Utc};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+mod common;
 
 async fn on_sqlite<F, Fut>(case: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("cairn.db").display()
-    );
-    let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.backend(), Backend::Sqlite);
-    case(store).await;
+    common::on_sqlite(|db| case(db.store)).await;
 }
 
 async fn on_postgres<F, Fut>(case: F)
@@ -33,38 +25,7 @@ where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Ok(admin_url) = std::env::var("CAIRN_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CAIRN_TEST_POSTGRES_URL must be set in CI: the PostgreSQL half of the conformance suite may not be skipped"
-        );
-        eprintln!("note: CAIRN_TEST_POSTGRES_URL unset; PostgreSQL case not run");
-        return;
-    };
-    let name = format!(
-        "cairn_t_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    let admin = sea_orm::Database::connect(admin_url.as_str())
-        .await
-        .unwrap();
-    use sea_orm::ConnectionTrait;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let store = Store::connect(&format!("{base}/{name}")).await.unwrap();
-    assert_eq!(store.backend(), Backend::Postgres);
-    case(store).await;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    common::on_postgres("the conformance suite", |db| case(db.store)).await;
 }
 
 macro_rules! conformance {

@@ -4,37 +4,29 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use cairn_knowledge::{
-    Backend, DocType, Hit, InvestigationContext, KnowledgeRecord, NewIncident, SearchError,
-    SearchIndex, Store, StoredHypothesis,
+    DocType, Hit, InvestigationContext, KnowledgeRecord, NewIncident, SearchError, SearchIndex,
+    Store, StoredHypothesis,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sea_orm::ConnectionTrait;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+mod common;
 
-/// A fresh, migrated database; `url` for the cases that change rows behind the store's back.
-struct Db {
-    store: Store,
-    url: String,
-}
+use common::{Db, COUNTER};
 
 async fn on_sqlite<F, Fut>(case: F)
 where
     F: FnOnce(Db) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("cairn.db").display()
-    );
-    let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.backend(), Backend::Sqlite);
-    store.migrate().await.unwrap();
-    case(Db { store, url }).await;
+    common::on_sqlite(|db| async {
+        db.store.migrate().await.unwrap();
+        case(db).await
+    })
+    .await;
 }
 
 async fn on_postgres<F, Fut>(case: F)
@@ -42,39 +34,11 @@ where
     F: FnOnce(Db) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Ok(admin_url) = std::env::var("CAIRN_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CAIRN_TEST_POSTGRES_URL must be set in CI: the PostgreSQL half of the search tests may not be skipped"
-        );
-        eprintln!("note: CAIRN_TEST_POSTGRES_URL unset; PostgreSQL case not run");
-        return;
-    };
-    let name = format!(
-        "cairn_s_{}_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst),
-        Utc::now().timestamp_subsec_nanos()
-    );
-    let admin = sea_orm::Database::connect(admin_url.as_str())
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.backend(), Backend::Postgres);
-    store.migrate().await.unwrap();
-    case(Db { store, url }).await;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    common::on_postgres("the search tests", |db| async {
+        db.store.migrate().await.unwrap();
+        case(db).await
+    })
+    .await;
 }
 
 macro_rules! on_both {
