@@ -2,7 +2,7 @@
 //! in-memory production.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 
 use cairn_agents::investigation::rank;
 use cairn_agents::{
@@ -10,31 +10,14 @@ use cairn_agents::{
     Verdict,
 };
 use cairn_connectors::{
-    DataSource, Sample, Series, SeriesSelector, ServiceNode, SourceError, TimeWindow, Topology,
+    DataSource, Sample, Series, SeriesSelector, SourceError, TimeWindow, Topology,
 };
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap()
-}
+mod common;
 
-fn topology() -> Topology {
-    let node = |name: &str, deps: &[&str]| ServiceNode {
-        name: name.into(),
-        kind: Some("service".into()),
-        team: None,
-        runtime: None,
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-    };
-    Topology {
-        services: vec![
-            node("web", &["api"]),
-            node("api", &["db"]),
-            node("db", &[]),
-            node("other", &[]),
-        ],
-    }
-}
+use common::{page_ms, t0, topology};
 
+/// Evidence as the ranking tests build it, with an observed value.
 fn evidence(
     service: &str,
     domain: Domain,
@@ -44,25 +27,8 @@ fn evidence(
 ) -> Evidence {
     Evidence {
         observed: 1.0,
-        onset_ms: onset_min.map(|m| (t0() + Duration::minutes(m)).timestamp_millis()),
-        ..Evidence::new(
-            domain,
-            signal,
-            service,
-            "test",
-            "q",
-            TimeWindow {
-                start: t0(),
-                end: t0() + Duration::hours(1),
-            },
-            score,
-            format!("{service} {signal:?}"),
-        )
+        ..common::evidence(service, domain, signal, score, onset_min)
     }
-}
-
-fn page_ms() -> i64 {
-    (t0() + Duration::minutes(40)).timestamp_millis()
 }
 
 #[test]

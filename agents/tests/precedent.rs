@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 
 use cairn_agents::investigation::rank;
 use cairn_agents::{
@@ -13,65 +13,13 @@ use cairn_agents::{
     Incident, Options, PastCase, Progress, ProgressSink, RecordKind, Signal, Stance,
     SIMILARITY_THRESHOLD,
 };
-use cairn_connectors::{Bundle, ServiceNode, TimeWindow, Topology};
+use cairn_connectors::Bundle;
 use cairn_knowledge::Fingerprint;
 use cairn_simulator::Scenario;
 
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).unwrap()
-}
+mod common;
 
-fn window() -> TimeWindow {
-    TimeWindow {
-        start: t0(),
-        end: t0() + Duration::hours(1),
-    }
-}
-
-fn page_ms() -> i64 {
-    (t0() + Duration::minutes(40)).timestamp_millis()
-}
-
-/// `web → api → db`, and `other` on its own.
-fn topology() -> Topology {
-    let node = |name: &str, deps: &[&str]| ServiceNode {
-        name: name.into(),
-        kind: Some("service".into()),
-        team: None,
-        runtime: None,
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-    };
-    Topology {
-        services: vec![
-            node("web", &["api"]),
-            node("api", &["db"]),
-            node("db", &[]),
-            node("other", &[]),
-        ],
-    }
-}
-
-fn evidence(
-    service: &str,
-    domain: Domain,
-    signal: Signal,
-    score: f64,
-    onset_min: Option<i64>,
-) -> Evidence {
-    Evidence {
-        onset_ms: onset_min.map(|m| (t0() + Duration::minutes(m)).timestamp_millis()),
-        ..Evidence::new(
-            domain,
-            signal,
-            service,
-            "test",
-            "q",
-            window(),
-            score,
-            format!("{service} {signal:?}"),
-        )
-    }
-}
+use common::{evidence, page_ms, topology, window};
 
 /// An incident Cairn gets wrong: `api` is loud and first, while `db`, the real cause, shows
 /// only slow queries that surface after `api`'s errors. `scale` varies the strengths, as
