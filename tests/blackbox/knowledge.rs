@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::serve::{fake_slack, mention, signed, signed_form, start, wait_for, Received};
-use crate::{cairn, run, stderr, stdout, workspace};
+use crate::{cairn, run, stderr, stdout};
 
 const API: &str = "api-token";
 
@@ -64,13 +64,7 @@ fn reply(
 async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let out = run(cairn(dir.path())
-        .args(["simulate", "--scenario"])
-        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
-        .arg("--out")
-        .arg(&bundle));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = crate::simulated(dir.path(), "shop-checkout-bad-deploy");
     let (slack, received) = fake_slack().await;
     let env = [
         ("CAIRN_API_TOKEN", API),

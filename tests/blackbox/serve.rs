@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use cairn_bot::slack::signature::sign;
 
-use crate::{cairn, run, stderr, workspace};
+use crate::{cairn, workspace};
 
 pub(crate) const SECRET: &str = "test-signing-secret";
 pub(crate) const TOKEN: &str = "xoxb-test-token";
@@ -302,13 +302,7 @@ pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 async fn mentions_become_threads_and_bad_requests_change_nothing() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let out = run(cairn(dir.path())
-        .args(["simulate", "--scenario"])
-        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
-        .arg("--out")
-        .arg(&bundle));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = crate::simulated(dir.path(), "shop-checkout-bad-deploy");
 
     // Hostile log lines from the failing service: a mass mention, a credential, unicode
     // junk. They surface as evidence; none of it may reach Slack as written.
@@ -570,13 +564,7 @@ async fn mentions_become_threads_and_bad_requests_change_nothing() {
 async fn pages_open_one_thread_each_and_updates_stay_in_it() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let out = run(cairn(dir.path())
-        .args(["simulate", "--scenario"])
-        .arg(workspace().join("scenarios/shop-orders-db-slow-query.yaml"))
-        .arg("--out")
-        .arg(&bundle));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = crate::simulated(dir.path(), "shop-orders-db-slow-query");
     let (slack, received) = fake_slack().await;
     let env = [
         ("CAIRN_INCIDENT_CHANNEL", "CINC"),
@@ -799,13 +787,7 @@ pub(crate) fn signed_form(
 async fn slash_commands_and_buttons() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let out = run(cairn(dir.path())
-        .args(["simulate", "--scenario"])
-        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
-        .arg("--out")
-        .arg(&bundle));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = crate::simulated(dir.path(), "shop-checkout-bad-deploy");
     let (slack, received) = fake_slack().await;
     let server = start(
         dir.path(),
@@ -974,13 +956,7 @@ async fn slash_commands_and_buttons() {
 async fn slack_429_and_500_storms_are_ridden_out_without_duplicates() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let out = run(cairn(dir.path())
-        .args(["simulate", "--scenario"])
-        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
-        .arg("--out")
-        .arg(&bundle));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = crate::simulated(dir.path(), "shop-checkout-bad-deploy");
 
     // Slack answers 429 (Retry-After: 1), 500, 500, 429 to the first posts, then accepts.
     type Log = Arc<Mutex<Vec<(std::time::Instant, u16, Value)>>>;
@@ -1117,13 +1093,7 @@ async fn not_ready_until_slack_answers_and_sigterm_exits_cleanly() {
 async fn kill_9_then_restart_finishes_the_work_once() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = dir.path().join("bundle");
-    let out = run(cairn(dir.path())
-        .args(["simulate", "--scenario"])
-        .arg(workspace().join("scenarios/shop-checkout-bad-deploy.yaml"))
-        .arg("--out")
-        .arg(&bundle));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = crate::simulated(dir.path(), "shop-checkout-bad-deploy");
     let (slack, received) = fake_slack().await;
     let env = [("CAIRN_JOB_LEASE_SECONDS", "2")];
     let mut server = start(dir.path(), slack, &bundle, &env).await;
