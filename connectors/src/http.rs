@@ -182,16 +182,23 @@ impl CircuitBreaker {
     /// Counts an outcome. Bad data is a well answered request and does not count against
     /// the source; unavailability and timeouts do.
     pub fn settle<T>(&self, outcome: &Result<T, SourceError>) {
+        self.record(!matches!(
+            outcome,
+            Err(SourceError::Unavailable { .. } | SourceError::Timeout { .. })
+        ));
+    }
+
+    /// Counts one request: `healthy` when the source answered, whatever it said.
+    pub fn record(&self, healthy: bool) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match outcome {
-            Ok(_) | Err(SourceError::BadData { .. }) => state.failures_in_a_row = 0,
-            Err(_) => {
-                state.failures_in_a_row += 1;
-                if state.failures_in_a_row >= self.threshold {
-                    state.open_until = Some(Instant::now() + self.cooldown);
-                    tracing::warn!(source = %self.name, "circuit breaker open");
-                }
-            }
+        if healthy {
+            state.failures_in_a_row = 0;
+            return;
+        }
+        state.failures_in_a_row += 1;
+        if state.failures_in_a_row >= self.threshold {
+            state.open_until = Some(Instant::now() + self.cooldown);
+            tracing::warn!(source = %self.name, "circuit breaker open");
         }
     }
 
@@ -344,11 +351,7 @@ impl Endpoint {
             },
             Failure::Retryable(e) | Failure::Final(e) => e,
         });
-        if healthy {
-            self.breaker.settle(&Ok::<(), SourceError>(()));
-        } else {
-            self.breaker.settle(&outcome);
-        }
+        self.breaker.record(healthy);
         outcome
     }
 

@@ -75,7 +75,6 @@ impl SourceSet {
             .into_iter()
             .map(|(name, list)| {
                 let mut queries: Vec<&str> = list.iter().map(|f| f.query).collect();
-                queries.dedup();
                 queries.sort_unstable();
                 queries.dedup();
                 let n = list.len();
