@@ -14,6 +14,7 @@ use cairn_knowledge::Fingerprint;
 
 use crate::budget::{Budget, Metered};
 use crate::domains::precedent::{self, PastCase};
+use crate::domains::topology::Symptoms;
 use crate::domains::{self, Agent, Context, ONSET_LEAD_MS};
 use crate::evidence::{Domain, Evidence, Ledger, Signal, Stance};
 use crate::hypothesis::{Confidence, FaultKind, Hypothesis, HypothesisStatus};
@@ -37,6 +38,10 @@ const PRECEDENT_ALONE: f64 = 0.4;
 /// How much of a rejection's strength comes off a service's confidence (a rejection as
 /// strong as it gets halves it).
 const REJECTION_WEIGHT: f64 = 0.5;
+
+/// How much stronger a suspect's own cause must be than its dependencies' to stay the
+/// suspect when they are in trouble too (scores saturate near 1, so a hair is a tie).
+const CLEARLY_STRONGER: f64 = 0.05;
 
 /// Why an investigation could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -520,6 +525,10 @@ pub fn rank(
         .iter()
         .map(|a| (a.service, (a.present, a.cause, a.onset)))
         .collect();
+    let symptoms: BTreeMap<&str, Symptoms> = assessed
+        .iter()
+        .map(|a| (a.service, Symptoms::of(a.evidence.iter().copied(), a.service)))
+        .collect();
     let mut hypotheses = Vec::new();
     let mut causes = Vec::new();
     let mut standing: Vec<Standing> = Vec::new();
@@ -532,6 +541,8 @@ pub fn rank(
             .unwrap_or_default();
         let mut seen = BTreeSet::new();
         let mut worst: Option<(&str, f64)> = None;
+        // The strongest cause of its own among the dependencies that could explain it.
+        let mut deps_cause: f64 = 0.0;
         while let Some((dep, hops)) = frontier.pop() {
             if !seen.insert(dep) {
                 continue;
@@ -543,10 +554,14 @@ pub fn rank(
                     (Some(d), Some(s)) => d <= s + 2 * 60_000,
                     _ => true,
                 } || dep_cause >= 0.8 && a.cause < 0.5;
-                let explains =
-                    dep_score >= 0.6 * a.present || dep_cause >= 0.5 && dep_cause >= a.cause;
-                if earlier && explains && worst.is_none_or(|(_, w)| dep_score > w) {
-                    worst = Some((dep, dep_score));
+                let explains = (dep_score >= 0.6 * a.present
+                    || dep_cause >= 0.5 && dep_cause >= a.cause)
+                    && symptoms[dep].could_explain(&symptoms[a.service]);
+                if earlier && explains {
+                    deps_cause = deps_cause.max(dep_cause);
+                    if worst.is_none_or(|(_, w)| dep_score > w) {
+                        worst = Some((dep, dep_score));
+                    }
                 }
             }
             if hops < 3 {
@@ -557,7 +572,7 @@ pub fn rank(
         }
         if let Some((dep, dep_score)) = worst {
             if !(a.load_origin && a.cause >= 0.5) {
-                let factor = if a.cause >= 0.5 && a.cause > scores.get(dep).map_or(0.0, |s| s.1) {
+                let factor = if a.cause >= 0.5 && a.cause > deps_cause + CLEARLY_STRONGER {
                     0.85
                 } else {
                     0.45

@@ -50,6 +50,75 @@ fn a_caller_in_trouble_after_its_dependency_is_a_victim() {
 }
 
 #[test]
+fn a_dependency_that_only_slowed_does_not_explain_a_caller_that_fails() {
+    // web fails fast; api, which web calls, got somewhat slower at the same time. Slowness
+    // does not turn into web's errors: the failures start in web.
+    let ledger = vec![
+        evidence("web", Domain::Metrics, Signal::Errors, 0.7, Some(37)),
+        evidence("api", Domain::Metrics, Signal::Latency, 0.6, Some(36)),
+    ];
+    let ranked = rank(&ledger, &topology(), Some("web"), page_ms());
+    let web = ranked.iter().find(|h| h.service == "web").unwrap();
+    assert!(web.contradicting.is_empty(), "{:?}", web.contradicting);
+    assert_eq!(ranked[0].service, "web");
+
+    // The same caller is a victim when its dependency fails too.
+    let ledger = vec![
+        evidence("web", Domain::Metrics, Signal::Errors, 0.7, Some(37)),
+        evidence("api", Domain::Metrics, Signal::Errors, 0.6, Some(36)),
+    ];
+    let ranked = rank(&ledger, &topology(), Some("web"), page_ms());
+    let web = ranked.iter().find(|h| h.service == "web").unwrap();
+    assert!(!web.contradicting.is_empty());
+    assert_eq!(ranked[0].service, "api");
+}
+
+#[test]
+fn a_suspect_stays_a_victim_unless_its_cause_is_clearly_stronger_than_every_dependency_s() {
+    // api shows a cause of its own; of its dependencies, db is in more trouble and
+    // cache shows a cause as strong as api's. A tie at the top is no reason to keep api.
+    let topology = Topology {
+        services: vec![
+            cairn_connectors::ServiceNode {
+                name: "api".into(),
+                kind: Some("service".into()),
+                team: None,
+                runtime: None,
+                depends_on: vec!["db".into(), "cache".into()],
+            },
+            cairn_connectors::ServiceNode {
+                name: "db".into(),
+                kind: Some("database".into()),
+                team: None,
+                runtime: None,
+                depends_on: vec![],
+            },
+            cairn_connectors::ServiceNode {
+                name: "cache".into(),
+                kind: Some("cache".into()),
+                team: None,
+                runtime: None,
+                depends_on: vec![],
+            },
+        ],
+    };
+    let ledger = vec![
+        evidence("api", Domain::Database, Signal::PoolExhaustion, 0.99, Some(37)),
+        evidence("api", Domain::Metrics, Signal::Errors, 0.99, Some(37)),
+        evidence("db", Domain::Metrics, Signal::Latency, 0.99, Some(36)),
+        evidence("db", Domain::Logs, Signal::Errors, 0.9, Some(36)),
+        evidence("cache", Domain::Database, Signal::CacheMisses, 0.97, Some(35)),
+    ];
+    let ranked = rank(&ledger, &topology, Some("api"), page_ms());
+    let api = ranked.iter().find(|h| h.service == "api").unwrap();
+    assert!(
+        api.confidence.get() < 0.6,
+        "a 0.99 cause against a 0.97 one is a tie: {}",
+        api.confidence.get()
+    );
+}
+
+#[test]
 fn a_change_counts_only_when_trouble_follows_it() {
     let aligned = vec![
         evidence("api", Domain::Changes, Signal::Deploy, 0.8, Some(34)),

@@ -239,14 +239,74 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
                     continue;
                 }
             }
-            // Cpu and memory that moved but stayed low are symptoms, not saturation.
+            // Cpu and memory that moved but stayed low are symptoms, not saturation; a
+            // utilisation that reached its ceiling from well below is the resource running out.
             if matches!(signal, Signal::CpuSaturation | Signal::MemoryGrowth) {
-                e.score *= 0.6;
+                if at_ceiling(&s.metric, e.baseline, e.observed) {
+                    e.reason.push_str(" (at its limit)");
+                } else {
+                    e.score *= 0.6;
+                }
+            }
+            match scope(&s.metric) {
+                Scope::Own => {}
+                // Every pod on the node carries the same series: it cannot single one out.
+                Scope::Node => {
+                    e.score *= NODE_WEIGHT;
+                    e.reason = format!("on its node: {}", e.reason);
+                }
+                // The time a service waits on the calls it makes is its dependencies' trouble
+                // first; it counts for the service itself only in part.
+                Scope::Outbound => {
+                    e.score *= OUTBOUND_WEIGHT;
+                    e.reason = format!("its outbound calls: {}", e.reason);
+                }
             }
             out.push(e);
         }
     }
     out
+}
+
+/// How much a node-level series (shared by every pod on the node) counts for one service.
+const NODE_WEIGHT: f64 = 0.4;
+/// How much the latency or errors of a service's own outbound calls count for it.
+const OUTBOUND_WEIGHT: f64 = 0.5;
+
+/// Whose behaviour a series measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The service itself.
+    Own,
+    /// The machine it runs on (`node_*`, the node exporter's convention).
+    Node,
+    /// The calls it makes to others (client-side latency and errors).
+    Outbound,
+}
+
+fn scope(metric: &str) -> Scope {
+    let m = metric.to_ascii_lowercase();
+    if m.starts_with("node_") {
+        Scope::Node
+    } else if m.contains("client") || m.contains("outbound") || m.contains("upstream") {
+        Scope::Outbound
+    } else {
+        Scope::Own
+    }
+}
+
+/// Whether a utilisation share (percent or ratio, by its name) went from well below its
+/// ceiling to at it: saturation, whatever the noise of the baseline.
+fn at_ceiling(metric: &str, baseline: f64, peak: f64) -> bool {
+    let m = metric.to_ascii_lowercase();
+    let ceiling = if m.contains("percent") {
+        100.0
+    } else if m.contains("ratio") || m.contains("utili") {
+        1.0
+    } else {
+        return false;
+    };
+    peak >= 0.9 * ceiling && peak <= 1.05 * ceiling && baseline <= 0.6 * ceiling
 }
 
 /// Traffic far above its baseline: evidence of load, with the multiplier.

@@ -28,6 +28,11 @@ use crate::signals::{shift, strength, Direction, Points};
 /// How far before the page a fault's first effects may already show.
 pub const ONSET_LEAD_MS: i64 = 2 * 60_000;
 
+/// How long after the page a signal may first move and still be part of what was paged.
+pub const LATE_AFTER_PAGE_MS: i64 = 3 * 60_000;
+/// What a signal that first moved later than that still counts.
+const LATE_WEIGHT: f64 = 0.4;
+
 /// What every agent of one investigation shares.
 pub struct Context<'a> {
     pub incident: &'a Incident,
@@ -107,14 +112,30 @@ impl Context<'_> {
         min_z: f64,
         describe: impl Fn(f64, f64) -> String,
     ) -> Option<Evidence> {
-        let s = shift(points, self.cut_ms, direction)?;
+        let mut s = shift(points, self.cut_ms, direction)?;
+        // A series that stopped reporting well before the window's end (a pod that served
+        // nothing more) has not stayed anomalous: it went quiet.
+        if let (true, Some(first), Some(last)) = (s.ongoing, points.first(), points.last()) {
+            let step = (last.0 - first.0) / (points.len() as i64 - 1).max(1);
+            if self.window().end.timestamp_millis() - last.0 > 3 * step.max(1) {
+                s.ongoing = false;
+            }
+        }
         // A sustained move counts more than one spike.
         let z = s.z.min(s.sustained_z.max(s.z * 0.6));
         if z < min_z {
             return None;
         }
         // A blip that came and went before the data ends counts for less.
-        let score = strength(z) * (0.1 + 0.9 * s.persistence());
+        let mut score = strength(z) * (0.1 + 0.9 * s.persistence());
+        // Trouble that began well after the page did not cause it: a later consequence, or
+        // something else.
+        if s
+            .onset_ms
+            .is_some_and(|t| t > self.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS)
+        {
+            score *= LATE_WEIGHT;
+        }
         Some(Evidence {
             observed: s.peak,
             baseline: s.baseline,

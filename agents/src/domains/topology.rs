@@ -31,6 +31,60 @@ pub fn downstream(topology: &Topology, from: &str) -> BTreeMap<String, usize> {
     hops
 }
 
+/// What a service's present trouble looks like, from the ledger: how strongly it fails, how
+/// strongly it is slow, and how strong a cause of its own it shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Symptoms {
+    pub errors: f64,
+    pub slow: f64,
+    pub cause: f64,
+}
+
+/// The least a symptom scores to count as trouble.
+const TROUBLE: f64 = 0.3;
+
+impl Symptoms {
+    /// The symptoms `evidence` shows for `service` (present domains only).
+    pub fn of<'a>(evidence: impl IntoIterator<Item = &'a Evidence>, service: &str) -> Self {
+        let mut s = Self::default();
+        for e in evidence {
+            if e.service != service
+                || matches!(
+                    e.domain,
+                    Domain::Topology | Domain::Changes | Domain::Precedent
+                )
+            {
+                continue;
+            }
+            match e.signal {
+                Signal::Errors | Signal::NewErrorTemplate => s.errors = s.errors.max(e.score),
+                Signal::Latency => s.slow = s.slow.max(e.score),
+                signal if crate::investigation::is_cause(signal) => {
+                    s.cause = s.cause.max(e.score)
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Whether the trouble is mostly failures rather than slowness.
+    pub fn error_led(&self) -> bool {
+        self.errors >= TROUBLE && self.errors > self.slow + 0.1
+    }
+
+    /// Whether trouble like this in a dependency can explain `caller`'s: slowness passes up
+    /// as slowness, failures and causes as either. A dependency that only got slower does not
+    /// explain a caller that fails while staying fast.
+    pub fn could_explain(&self, caller: &Symptoms) -> bool {
+        if caller.error_led() {
+            self.errors >= TROUBLE || self.cause >= 0.5
+        } else {
+            true
+        }
+    }
+}
+
 #[async_trait]
 impl Agent for TopologyAgent {
     fn name(&self) -> &'static str {
@@ -80,18 +134,21 @@ impl Agent for TopologyAgent {
                 .service(suspect)
                 .map(|n| n.depends_on.iter().map(String::as_str).collect())
                 .unwrap_or_default();
+            let symptoms = Symptoms::of(ledger, suspect);
             let troubled_deps: Vec<&str> = deps
                 .iter()
                 .copied()
-                .filter(|d| troubled.contains(d))
+                .filter(|d| {
+                    troubled.contains(d) && Symptoms::of(ledger, d).could_explain(&symptoms)
+                })
                 .collect();
             if troubled_deps.is_empty() {
                 out.push(Evidence {
                     observed: *hops as f64,
                     ..Evidence::new(Domain::Topology, Signal::Anomaly, suspect.clone(), "topology".to_owned(), format!("dependencies of {suspect} with evidence of trouble, on the path from {entry}"), TimeWindow { start: cx.cut(), end: cx.window().end }, 0.35, if *hops == 0 {
-                        format!("{suspect} is the paged service and none of its {} dependencies is in trouble", deps.len())
+                        format!("{suspect} is the paged service and none of its {} dependencies is in trouble that explains its own", deps.len())
                     } else {
-                        format!("{hops} hop(s) below {entry}, and none of its {} dependencies is in trouble: trouble starts here", deps.len())
+                        format!("{hops} hop(s) below {entry}, and none of its {} dependencies is in trouble that explains its own: trouble starts here", deps.len())
                     })
                 });
             }
