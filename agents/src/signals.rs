@@ -129,6 +129,17 @@ impl Shift {
 
 /// Compares the points after `cut_ms` with those before; `None` without enough of either.
 pub fn shift(points: &Points, cut_ms: i64, direction: Direction) -> Option<Shift> {
+    shift_floored(points, cut_ms, direction, 0.0)
+}
+
+/// [`shift`], with the baseline's noise taken to be at least `sigma_floor` (for series whose
+/// scale says how small a move means nothing, such as a share of failures).
+pub fn shift_floored(
+    points: &Points,
+    cut_ms: i64,
+    direction: Direction,
+    sigma_floor: f64,
+) -> Option<Shift> {
     let before: Vec<f64> = points
         .iter()
         .filter(|p| p.0 < cut_ms)
@@ -143,7 +154,8 @@ pub fn shift(points: &Points, cut_ms: i64, direction: Direction) -> Option<Shift
     if before.len() < 2 || after.is_empty() {
         return None;
     }
-    let base = Baseline::of(&before)?;
+    let mut base = Baseline::of(&before)?;
+    base.sigma = base.sigma.max(sigma_floor);
     let signed = |v: f64| match direction {
         Direction::Up => (v - base.median) / base.sigma,
         Direction::Down => (base.median - v) / base.sigma,

@@ -181,3 +181,22 @@ async fn a_series_that_went_quiet_is_not_still_anomalous() {
         lasting.score
     );
 }
+
+#[tokio::test]
+async fn a_failure_share_must_move_beyond_half_a_percent_to_count() {
+    // A perfect baseline has no noise to measure: 100% → 98.5% would be infinitely many σ.
+    let perfect = |low: f64| move |m: i64| if m >= 37 { low } else { 100.0 };
+    let found = survey(vec![
+        gauge("availability_percent", "dip", 59, perfect(98.5)),
+        gauge("availability_percent", "outage", 59, perfect(90.0)),
+    ])
+    .await;
+    assert!(
+        !found.iter().any(|e| e.service == "dip"),
+        "{:#?}",
+        found
+    );
+    let outage = strongest(&found, "outage");
+    assert_eq!(outage.signal, Signal::Errors);
+    assert!(outage.score > 0.9, "{}", outage.score);
+}

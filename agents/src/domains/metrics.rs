@@ -142,13 +142,13 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
             let total = sum(&all);
             let errors = ratio(&sum(&bad), &total);
             let query = format!("sum(rate({metric}{{service=\"{service}\",code=~\"5..\"}})) / sum(rate({metric}{{service=\"{service}\"}}))");
-            out.extend(cx.shifted(
+            out.extend(cx.shifted_share(
                 Domain::Metrics,
                 Signal::Errors,
                 service,
                 query,
                 &errors,
-                Direction::Up,
+                1.0,
                 MIN_Z,
                 |b, p| {
                     format!(
@@ -196,6 +196,8 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
         }
         let mut points = signal_of(s);
         let mut direction = trouble_direction(&s.metric);
+        // The ceiling of a failure share, when the series is read as one.
+        let mut share = None;
         let signal = signal_for(&s.metric);
         // A success share near its ceiling moves little in relative terms: 99.9% → 95% is a
         // fifty-fold rise in failures. Such a series is read as its complement, the failure
@@ -209,6 +211,7 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
                 let ceiling = if max > 1.0 { 100.0 } else { 1.0 };
                 points = points.into_iter().map(|(t, v)| (t, ceiling - v)).collect();
                 direction = Direction::Up;
+                share = Some(ceiling);
             }
         }
         let query = if is_counter(&s.metric) {
@@ -217,16 +220,29 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
             format!("{}{{{}}}", s.metric, identity(s))
         };
         let metric = s.metric.clone();
-        let evidence = cx.shifted(
-            Domain::Metrics,
-            signal,
-            service,
-            query,
-            &points,
-            direction,
-            MIN_Z,
-            |b, p| format!("{metric} {} → {}", num(b), num(p)),
-        );
+        let describe = |b: f64, p: f64| format!("{metric} {} → {}", num(b), num(p));
+        let evidence = match share {
+            Some(ceiling) => cx.shifted_share(
+                Domain::Metrics,
+                signal,
+                service,
+                query,
+                &points,
+                ceiling,
+                MIN_Z,
+                describe,
+            ),
+            None => cx.shifted(
+                Domain::Metrics,
+                signal,
+                service,
+                query,
+                &points,
+                direction,
+                MIN_Z,
+                describe,
+            ),
+        };
         // Traffic counters and gauges that rise a lot are load, not a fault in this service.
         if let Some(mut e) = evidence {
             if signal == Signal::Anomaly

@@ -23,7 +23,7 @@ use cairn_connectors::{DataSource, Series, SeriesSelector, SourceError, TimeWind
 
 use crate::evidence::{Domain, Evidence, Signal};
 use crate::incident::Incident;
-use crate::signals::{shift, strength, Direction, Points};
+use crate::signals::{shift_floored, strength, Direction, Points};
 
 /// How far before the page a fault's first effects may already show.
 pub const ONSET_LEAD_MS: i64 = 2 * 60_000;
@@ -32,6 +32,9 @@ pub const ONSET_LEAD_MS: i64 = 2 * 60_000;
 pub const LATE_AFTER_PAGE_MS: i64 = 3 * 60_000;
 /// What a signal that first moved later than that still counts.
 const LATE_WEIGHT: f64 = 0.4;
+
+/// The least noise of a share of failures, as a part of its ceiling (half a percent).
+pub const SHARE_NOISE: f64 = 0.005;
 
 /// What every agent of one investigation shares.
 pub struct Context<'a> {
@@ -112,7 +115,53 @@ impl Context<'_> {
         min_z: f64,
         describe: impl Fn(f64, f64) -> String,
     ) -> Option<Evidence> {
-        let mut s = shift(points, self.cut_ms, direction)?;
+        self.shifted_floored(
+            domain, signal, service, query, points, direction, min_z, 0.0, describe,
+        )
+    }
+
+    /// [`Self::shifted`] for a share of failures (0–`ceiling`): a move smaller than half a
+    /// percent of the ceiling is noise however quiet the baseline was (from 0 failures to
+    /// 1.5% is not an outage).
+    #[allow(clippy::too_many_arguments)]
+    pub fn shifted_share(
+        &self,
+        domain: Domain,
+        signal: Signal,
+        service: &str,
+        query: String,
+        points: &Points,
+        ceiling: f64,
+        min_z: f64,
+        describe: impl Fn(f64, f64) -> String,
+    ) -> Option<Evidence> {
+        self.shifted_floored(
+            domain,
+            signal,
+            service,
+            query,
+            points,
+            Direction::Up,
+            min_z,
+            SHARE_NOISE * ceiling,
+            describe,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn shifted_floored(
+        &self,
+        domain: Domain,
+        signal: Signal,
+        service: &str,
+        query: String,
+        points: &Points,
+        direction: Direction,
+        min_z: f64,
+        sigma_floor: f64,
+        describe: impl Fn(f64, f64) -> String,
+    ) -> Option<Evidence> {
+        let mut s = shift_floored(points, self.cut_ms, direction, sigma_floor)?;
         // A series that stopped reporting well before the window's end (a pod that served
         // nothing more) has not stayed anomalous: it went quiet.
         if let (true, Some(first), Some(last)) = (s.ongoing, points.first(), points.last()) {
