@@ -312,15 +312,25 @@ impl Store {
             .collect()
     }
 
-    /// Notes that a send of the message starts now; a crash before its outcome is recorded
-    /// leaves it [`OutboxMessage::in_flight`].
-    pub async fn mark_outbox_in_flight(&self, id: i64) -> Result<(), StoreError> {
-        self.exec(
-            "UPDATE outbox SET last_error = ? WHERE id = ? AND state = 'pending'",
-            vec![IN_FLIGHT.into(), id.into()],
-        )
-        .await?;
-        Ok(())
+    /// Claims the message for one send starting at `now`, until `now + lease_for`; `false`
+    /// when it is not this caller's to send: another replica claimed it first, it is not due,
+    /// or an older message of its channel is still pending (a channel's messages go out in
+    /// order, whichever replica sends them). Compare-and-set on `next_attempt_at`, like job
+    /// leases: whoever moves it owns the send. A claim whose outcome is never recorded (the
+    /// sender died) expires and leaves the message [`OutboxMessage::in_flight`].
+    pub async fn claim_outbox(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<bool, StoreError> {
+        let claimed = self
+            .exec(
+                "UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'pending' AND next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM outbox older WHERE older.channel = outbox.channel AND older.state = 'pending' AND older.id < outbox.id)",
+                vec![IN_FLIGHT.into(), (now + lease_for).into(), id.into(), now.into()],
+            )
+            .await?;
+        Ok(claimed == 1)
     }
 
     /// Marks a message sent (with the Slack `ts` it got); `false` if it was already sent.

@@ -44,6 +44,7 @@ conformance!(
     expired_lease_is_reclaimed,
     outbox_is_idempotent_and_never_resends,
     outbox_gives_up_what_slack_will_never_take,
+    outbox_claims_are_exclusive_and_keep_each_channel_in_order,
     incidents_one_open_per_group_key,
     alerts_dedupe,
     service_catalogue_upserts,
@@ -610,9 +611,20 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
         .unwrap();
     assert_eq!(due[0].attempts, 1);
     assert!(!due[0].in_flight, "a recorded failure is an outcome");
-    store.mark_outbox_in_flight(due[0].id).await.unwrap();
+    assert!(store
+        .claim_outbox(due[0].id, t0() + Duration::seconds(30), Duration::seconds(12))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .due_outbox(t0() + Duration::seconds(41), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed: no one else's to send until the claim expires"
+    );
     let due = store
-        .due_outbox(t0() + Duration::seconds(30), 10)
+        .due_outbox(t0() + Duration::seconds(42), 10)
         .await
         .unwrap();
     assert!(due[0].in_flight, "a send whose outcome was never recorded");
@@ -633,6 +645,49 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
             .unwrap(),
         "sent stays sent"
     );
+}
+
+async fn outbox_claims_are_exclusive_and_keep_each_channel_in_order(store: Store) {
+    store.migrate().await.unwrap();
+    let payload = serde_json::json!({ "text": "hello" });
+    for (key, channel) in [("a:1", "CA"), ("a:2", "CA"), ("b:1", "CB")] {
+        store
+            .enqueue_outbox(key, channel, payload.clone(), t0())
+            .await
+            .unwrap();
+    }
+    let due = store.due_outbox(t0(), 10).await.unwrap();
+    let id = |key: &str| due.iter().find(|m| m.idempotency_key == key).unwrap().id;
+    let lease = Duration::seconds(12);
+    // Eight replicas race for each message: one wins.
+    for key in ["a:1", "b:1"] {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, id) = (store.clone(), id(key));
+                tokio::spawn(async move { store.claim_outbox(id, t0(), lease).await.unwrap() })
+            })
+            .collect();
+        let mut won = 0;
+        for racer in racers {
+            won += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(won, 1, "{key} claimed {won} times");
+    }
+    assert!(
+        !store.claim_outbox(id("a:2"), t0(), lease).await.unwrap(),
+        "a:1 is still pending in the same channel: a:2 waits"
+    );
+    store.mark_outbox_sent(id("a:1"), "1.1").await.unwrap();
+    assert!(store.claim_outbox(id("a:2"), t0(), lease).await.unwrap());
+    // A claim whose sender died expires; the message is then due again, marked in flight.
+    assert!(!store
+        .claim_outbox(id("b:1"), t0() + Duration::seconds(11), lease)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_outbox(id("b:1"), t0() + Duration::seconds(12), lease)
+        .await
+        .unwrap());
 }
 
 async fn outbox_gives_up_what_slack_will_never_take(store: Store) {

@@ -288,8 +288,12 @@ pub(crate) fn posted_count(received: &Received, kind: &str) -> usize {
         .count()
 }
 
-pub(crate) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..200 {
+pub(crate) async fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    wait_for_within(what, Duration::from_secs(20), done).await
+}
+
+pub(crate) async fn wait_for_within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    for _ in 0..limit.as_millis() / 100 {
         if done() {
             return;
         }
@@ -1226,7 +1230,13 @@ async fn a_post_whose_answer_was_lost_in_a_crash_is_not_posted_twice() {
     // question (sent after it in the outbox's order) proves the sender got past it.
     let server = start(dir.path(), slack, &bundle, &[]).await;
     ask(&client, &server.base, "EvLost2", "1700000000.000802").await;
-    wait_for("the second question's summary", || summaries() == 2).await;
+    // The dead sender's claim on the summary expires first (12 s).
+    wait_for_within(
+        "the second question's summary",
+        Duration::from_secs(45),
+        || summaries() == 2,
+    )
+    .await;
     let looked = received
         .lock()
         .unwrap()
@@ -1248,4 +1258,67 @@ async fn a_post_whose_answer_was_lost_in_a_crash_is_not_posted_twice() {
         summaries_per_thread[0], summaries_per_thread[1],
         "one summary per thread"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_database_post_every_message_once_and_in_order() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bundle = crate::simulated(one.path(), "shop-orders-db-slow-query");
+    let (slack, received) = fake_slack().await;
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        one.path().join("shared.db").display()
+    );
+    let env = [("CAIRN_DATABASE_URL", database.as_str())];
+    let replicas = [
+        start(one.path(), slack, &bundle, &env).await,
+        start(two.path(), slack, &bundle, &env).await,
+    ];
+    let client = reqwest::Client::new();
+    // Each question arrives at one replica; either may investigate it and send its posts.
+    const QUESTIONS: usize = 6;
+    for i in 0..QUESTIONS {
+        let base = &replicas[i % 2].base;
+        ask(&client, base, &format!("EvRep{i}"), &format!("1700000000.0009{i:02}")).await;
+    }
+    let summaries = || posted_count(&received, "cairn_summary");
+    wait_for("every question's summary", || summaries() == QUESTIONS).await;
+    // Time for a second sender to repeat something, if it were going to.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let posts: Vec<Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, _)| m == "chat.postMessage")
+        .map(|(_, _, b)| b.clone())
+        .collect();
+    let mut keys: Vec<String> = posts
+        .iter()
+        .map(|b| {
+            b["metadata"]["event_payload"]["outbox_key"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a post without its outbox key: {b}"))
+                .to_owned()
+        })
+        .collect();
+    let all = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), all, "a message was posted twice");
+    assert_eq!(summaries(), QUESTIONS);
+    // In each thread the summary comes after the hypotheses.
+    for thread in posts.iter().filter_map(|b| b["thread_ts"].as_str()) {
+        let kinds: Vec<&str> = posts
+            .iter()
+            .filter(|b| b["thread_ts"] == thread)
+            .filter_map(|b| b["metadata"]["event_type"].as_str())
+            .collect();
+        if let Some(summary) = kinds.iter().position(|k| *k == "cairn_summary") {
+            assert!(
+                kinds[summary..].iter().all(|k| *k == "cairn_summary"),
+                "out of order in thread {thread}: {kinds:?}"
+            );
+        }
+    }
 }

@@ -49,6 +49,13 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// `CAIRN_JOB_LEASE_SECONDS` overrides it (a job of a crashed replica waits this long).
 const LEASE: chrono::Duration = chrono::Duration::minutes(5);
 
+/// How long a replica's claim on an outbox message lasts: longer than one Slack call may take
+/// ([`SLACK_CALL_TIMEOUT`]), so a claim expires only when its sender died; then the message
+/// is sent again after a look in Slack for the copy the dead sender may have posted.
+const OUTBOX_CLAIM: chrono::Duration = chrono::Duration::seconds(12);
+/// The most one Slack Web API call may take.
+const SLACK_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn lease() -> chrono::Duration {
     std::env::var("CAIRN_JOB_LEASE_SECONDS")
         .ok()
@@ -123,7 +130,7 @@ pub async fn run(config: &Config) -> Result<(), CliError> {
         .map(|s| (s.name().to_owned(), None))
         .collect();
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(SLACK_CALL_TIMEOUT)
         .build()
         .map_err(|e| CliError::Failed(format!("cannot build the HTTP client: {e}")))?;
     let search = crate::knowledge::open_index(&config.data_dir, &store).await?;
@@ -1161,6 +1168,19 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                     {
                         continue;
                     }
+                    // Only one replica sends it, and only after what its channel sent before.
+                    match st
+                        .store
+                        .claim_outbox(message.id, Utc::now(), OUTBOX_CLAIM)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not claim an outbox message");
+                            continue;
+                        }
+                    }
                     if method == "chat.postMessage" {
                         // The key travels in the message's metadata, so a send whose outcome
                         // was lost (the process died mid-call) can be found in Slack instead
@@ -1179,7 +1199,6 @@ async fn sender(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                                 continue;
                             }
                         }
-                        let _ = st.store.mark_outbox_in_flight(message.id).await;
                     }
                     match call(&st, slack, &method, &payload).await {
                         Ok(body) => {
