@@ -62,6 +62,18 @@ fn a_dependency_that_only_slowed_does_not_explain_a_caller_that_fails() {
     assert!(web.contradicting.is_empty(), "{:?}", web.contradicting);
     assert_eq!(ranked[0].service, "web");
 
+    // Timeouts are slowness logged as errors: a slow dependency explains them.
+    let ledger = vec![
+        Evidence {
+            template: Some("Read timed out calling api (timeout <n> ms)".into()),
+            ..evidence("web", Domain::Logs, Signal::NewErrorTemplate, 0.7, Some(37))
+        },
+        evidence("api", Domain::Metrics, Signal::Latency, 0.6, Some(36)),
+    ];
+    let ranked = rank(&ledger, &topology(), Some("web"), page_ms());
+    let web = ranked.iter().find(|h| h.service == "web").unwrap();
+    assert!(!web.contradicting.is_empty(), "timeouts on a slow api");
+
     // The same caller is a victim when its dependency fails too.
     let ledger = vec![
         evidence("web", Domain::Metrics, Signal::Errors, 0.7, Some(37)),

@@ -132,6 +132,11 @@ fn classify(message: &str) -> Option<(Signal, bool)> {
     )
 }
 
+/// Whether a line reports a call that timed out (slowness, though logged as an error).
+pub fn is_timeout(message: &str) -> bool {
+    classify(message).is_some_and(|(signal, _)| signal == Signal::Latency)
+}
+
 /// A line's first line, at most 160 characters, to quote in a reason.
 fn first_line(message: &str) -> String {
     message

@@ -177,11 +177,13 @@ impl Context<'_> {
         }
         // A blip that came and went before the data ends counts for less.
         let mut score = strength(z) * (0.1 + 0.9 * s.persistence());
-        // Trouble that began well after the page did not cause it: a later consequence, or
-        // something else.
-        if s
-            .onset_ms
-            .is_some_and(|t| t > self.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS)
+        // A symptom that began well after the page did not cause it: a later consequence, or
+        // something else. (A cause — saturation, a pool, a cache — keeps its meaning when it
+        // shows late: a page can fire on an early wobble before the real trouble.)
+        if !crate::investigation::is_cause(signal)
+            && s
+                .onset_ms
+                .is_some_and(|t| t > self.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS)
         {
             score *= LATE_WEIGHT;
         }

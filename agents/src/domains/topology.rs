@@ -57,6 +57,15 @@ impl Symptoms {
                 continue;
             }
             match e.signal {
+                // A timeout is slowness that surfaced as an error.
+                Signal::NewErrorTemplate
+                    if e
+                        .template
+                        .as_deref()
+                        .is_some_and(super::logs::is_timeout) =>
+                {
+                    s.slow = s.slow.max(e.score)
+                }
                 Signal::Errors | Signal::NewErrorTemplate => s.errors = s.errors.max(e.score),
                 Signal::Latency => s.slow = s.slow.max(e.score),
                 signal if crate::investigation::is_cause(signal) => {
