@@ -527,7 +527,12 @@ pub fn rank(
         .collect();
     let symptoms: BTreeMap<&str, Symptoms> = assessed
         .iter()
-        .map(|a| (a.service, Symptoms::of(a.evidence.iter().copied(), a.service)))
+        .map(|a| {
+            (
+                a.service,
+                Symptoms::of(a.evidence.iter().copied(), a.service),
+            )
+        })
         .collect();
     let mut hypotheses = Vec::new();
     let mut causes = Vec::new();

@@ -128,14 +128,24 @@ async fn a_utilisation_at_its_ceiling_is_saturation_and_a_small_rise_is_a_sympto
     assert_eq!(hog.signal, Signal::CpuSaturation);
     assert!(hog.reason.ends_with("(at its limit)"), "{}", hog.reason);
     assert!(!busy.reason.contains("limit"), "{}", busy.reason);
-    assert!(hog.score > busy.score + 0.3, "{} vs {}", hog.score, busy.score);
+    assert!(
+        hog.score > busy.score + 0.3,
+        "{} vs {}",
+        hog.score,
+        busy.score
+    );
 }
 
 #[tokio::test]
 async fn node_and_outbound_series_count_less_for_the_service_than_its_own() {
     let found = survey(vec![
         gauge("server_latency_seconds", "own", 59, step(0.01, 0.5, 37)),
-        gauge("node_network_receive_bytes", "neighbour", 59, step(1e5, 5e6, 37)),
+        gauge(
+            "node_network_receive_bytes",
+            "neighbour",
+            59,
+            step(1e5, 5e6, 37),
+        ),
         gauge("client_latency_seconds", "caller", 59, step(0.01, 0.5, 37)),
     ])
     .await;
@@ -149,19 +159,39 @@ async fn node_and_outbound_series_count_less_for_the_service_than_its_own() {
         caller.reason
     );
     assert!(own.score > 0.9, "{}", own.score);
-    assert!(node.score < 0.5 * own.score, "{} vs {}", node.score, own.score);
-    assert!(caller.score < 0.6 * own.score, "{} vs {}", caller.score, own.score);
+    assert!(
+        node.score < 0.5 * own.score,
+        "{} vs {}",
+        node.score,
+        own.score
+    );
+    assert!(
+        caller.score < 0.6 * own.score,
+        "{} vs {}",
+        caller.score,
+        own.score
+    );
 }
 
 #[tokio::test]
 async fn trouble_that_began_well_after_the_page_counts_less() {
     let found = survey(vec![
         gauge("server_latency_seconds", "early", 59, step(0.01, 0.5, 37)),
-        gauge("server_latency_seconds", "late", 59, step(0.01, 0.5, PAGE_MIN + 6)),
+        gauge(
+            "server_latency_seconds",
+            "late",
+            59,
+            step(0.01, 0.5, PAGE_MIN + 6),
+        ),
     ])
     .await;
     let (early, late) = (strongest(&found, "early"), strongest(&found, "late"));
-    assert!(late.score < 0.5 * early.score, "{} vs {}", late.score, early.score);
+    assert!(
+        late.score < 0.5 * early.score,
+        "{} vs {}",
+        late.score,
+        early.score
+    );
 }
 
 #[tokio::test]
@@ -191,11 +221,7 @@ async fn a_failure_share_must_move_beyond_half_a_percent_to_count() {
         gauge("availability_percent", "outage", 59, perfect(90.0)),
     ])
     .await;
-    assert!(
-        !found.iter().any(|e| e.service == "dip"),
-        "{:#?}",
-        found
-    );
+    assert!(!found.iter().any(|e| e.service == "dip"), "{:#?}", found);
     let outage = strongest(&found, "outage");
     assert_eq!(outage.signal, Signal::Errors);
     assert!(outage.score > 0.9, "{}", outage.score);

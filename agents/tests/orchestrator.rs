@@ -115,11 +115,23 @@ fn a_suspect_stays_a_victim_unless_its_cause_is_clearly_stronger_than_every_depe
         ],
     };
     let ledger = vec![
-        evidence("api", Domain::Database, Signal::PoolExhaustion, 0.99, Some(37)),
+        evidence(
+            "api",
+            Domain::Database,
+            Signal::PoolExhaustion,
+            0.99,
+            Some(37),
+        ),
         evidence("api", Domain::Metrics, Signal::Errors, 0.99, Some(37)),
         evidence("db", Domain::Metrics, Signal::Latency, 0.99, Some(36)),
         evidence("db", Domain::Logs, Signal::Errors, 0.9, Some(36)),
-        evidence("cache", Domain::Database, Signal::CacheMisses, 0.97, Some(35)),
+        evidence(
+            "cache",
+            Domain::Database,
+            Signal::CacheMisses,
+            0.97,
+            Some(35),
+        ),
     ];
     let ranked = rank(&ledger, &topology, Some("api"), page_ms());
     let api = ranked.iter().find(|h| h.service == "api").unwrap();

@@ -2,6 +2,8 @@
 //! at a steady rate, with each event durably stored (with its job) before the answer; time
 //! from a page to the first thread reply and the first hypothesis; idle memory.
 //! `cargo bench -p cairn-bot --bench ack` (add `-- RATE SECONDS` to change 500/s for 10 s).
+//! The database is a fresh SQLite file unless `CAIRN_BENCH_DATABASE_URL` names another
+//! (an empty PostgreSQL database, say); `CAIRN_BENCH_BUNDLE` replaces the Nezha bundle.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,75 @@ fn rss_kb(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Starts `cairn serve` in `dir` (its database there unless `database` names one), with
+/// `bundle` as its telemetry; returns the process and its base URL.
+async fn serve(
+    dir: &std::path::Path,
+    slack: std::net::SocketAddr,
+    bundle: Option<&std::path::Path>,
+    database: Option<String>,
+) -> (std::process::Child, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("CAIRN_LISTEN", "127.0.0.1:0")
+        .env(
+            "CAIRN_DATABASE_URL",
+            database
+                .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("bench.db").display())),
+        )
+        .env("CAIRN_SLACK_BOT_TOKEN", "xoxb-bench")
+        .env("CAIRN_SLACK_SIGNING_SECRET", SECRET)
+        .env("CAIRN_SLACK_API_URL", format!("http://{slack}/api/"))
+        .env("CAIRN_INCIDENT_CHANNEL", "CBENCH")
+        .env("CAIRN_PAGERDUTY_WEBHOOK_SECRETS", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(bundle) = bundle {
+        cmd.env("CAIRN_BUNDLE", bundle);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    (child, line.trim().rsplit(' ').next().unwrap().to_owned())
+}
+
+/// What the load generator sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// `@cairn` mentions: each starts an investigation.
+    Mentions,
+    /// Replies in a thread: each stored with a light job (is it an incident's thread?).
+    Replies,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::Mentions => "mentions (each starts an investigation)",
+            Load::Replies => "thread replies (light jobs)",
+        }
+    }
+
+    fn event(self, i: u64) -> Value {
+        match self {
+            Load::Mentions => {
+                json!({"type": "event_callback", "event_id": format!("EvB{i}"), "event": {"type": "app_mention", "user": "U1", "text": "<@U0> ping", "ts": format!("1700000000.{i:06}"), "channel": "CB"}})
+            }
+            Load::Replies => {
+                json!({"type": "event_callback", "event_id": format!("EvR{i}"), "event": {"type": "message", "user": "U1", "text": "looks like the cache", "ts": format!("1700000500.{i:06}"), "thread_ts": "1700000400.000001", "channel": "CB"}})
+            }
+        }
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -66,42 +137,22 @@ async fn main() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
-    let bundle = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/bundles/nezha-ob/ob-20220822-052706");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("CAIRN_LISTEN", "127.0.0.1:0")
-        .env(
-            "CAIRN_DATABASE_URL",
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("bench.db").display()
-            ),
-        )
-        .env("CAIRN_SLACK_BOT_TOKEN", "xoxb-bench")
-        .env("CAIRN_SLACK_SIGNING_SECRET", SECRET)
-        .env("CAIRN_SLACK_API_URL", format!("http://{slack}/api/"))
-        .env("CAIRN_INCIDENT_CHANNEL", "CBENCH")
-        .env("CAIRN_PAGERDUTY_WEBHOOK_SECRETS", SECRET)
-        .env(
-            "CAIRN_BUNDLE",
-            std::env::var_os("CAIRN_BENCH_BUNDLE").map_or(bundle.clone(), std::path::PathBuf::from),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let bundle = std::env::var_os("CAIRN_BENCH_BUNDLE").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../fixtures/bundles/nezha-ob/ob-20220822-052706")
+        },
+        std::path::PathBuf::from,
+    );
+    // The bot with no telemetry loaded (live sources are read per investigation) …
+    let bare_dir = tempfile::tempdir().unwrap();
+    let (mut bare, _) = serve(bare_dir.path(), slack, None, None).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let bare_kb = rss_kb(bare.id()).unwrap_or(0);
+    let _ = bare.kill();
+    // … and the one measured, which holds a dev bundle in memory as its telemetry.
+    let database = std::env::var("CAIRN_BENCH_DATABASE_URL").ok();
+    let (mut child, base) = serve(dir.path(), slack, Some(&bundle), database).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_kb = rss_kb(child.id()).unwrap_or(0);
 
@@ -139,50 +190,64 @@ async fn main() {
     let first_reply = first("cairn_incident");
     let first_hypothesis = first("cairn_hypothesis");
 
-    // Signed events at a steady rate.
-    let total = rate * seconds;
-    let interval = Duration::from_micros(1_000_000 / rate);
-    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
-    let mut tasks = tokio::task::JoinSet::new();
-    let start = Instant::now();
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let client = client.clone();
-        let url = format!("{base}/slack/events");
-        let latencies = latencies.clone();
-        tasks.spawn(async move {
-            // A mention: stored with its job before the answer, as the target asks.
-            let body = json!({"type": "event_callback", "event_id": format!("EvB{i}"), "event": {"type": "app_mention", "user": "U1", "text": "<@U0> ping", "ts": format!("1700000000.{i:06}"), "channel": "CB"}}).to_string();
-            let ts = chrono::Utc::now().timestamp().to_string();
-            let sig = format!("v0={}", cairn_bot::slack::signature::sign(SECRET.as_bytes(), &ts, body.as_bytes()));
-            let sent = Instant::now();
-            let r = client.post(url).header("x-slack-request-timestamp", ts).header("x-slack-signature", sig).body(body).send().await;
-            let took = sent.elapsed().as_secs_f64() * 1000.0;
-            if r.is_ok_and(|r| r.status() == 200) {
-                latencies.lock().unwrap().push(took);
-            }
-        });
+    // Signed events at a steady rate: thread replies, stored with their job like any event
+    // but light to handle; then mentions, each of which starts an investigation (the
+    // worker's computing and writing compete with the acknowledgements).
+    for load in [Load::Replies, Load::Mentions] {
+        let total = rate * seconds;
+        let interval = Duration::from_micros(1_000_000 / rate);
+        let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
+        let mut tasks = tokio::task::JoinSet::new();
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + interval * i as u32;
+            tokio::time::sleep_until(due.into()).await;
+            let client = client.clone();
+            let url = format!("{base}/slack/events");
+            let latencies = latencies.clone();
+            tasks.spawn(async move {
+                let body = load.event(i).to_string();
+                let ts = chrono::Utc::now().timestamp().to_string();
+                let sig = format!(
+                    "v0={}",
+                    cairn_bot::slack::signature::sign(SECRET.as_bytes(), &ts, body.as_bytes())
+                );
+                let sent = Instant::now();
+                let r = client
+                    .post(url)
+                    .header("x-slack-request-timestamp", ts)
+                    .header("x-slack-signature", sig)
+                    .body(body)
+                    .send()
+                    .await;
+                let took = sent.elapsed().as_secs_f64() * 1000.0;
+                if r.is_ok_and(|r| r.status() == 200) {
+                    latencies.lock().unwrap().push(took);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let mut l = latencies.lock().unwrap().clone();
+        l.sort_by(f64::total_cmp);
+        println!(
+            "ack latency over {} signed, stored {} at {rate}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} answered 200)",
+            total,
+            load.name(),
+            percentile(&l, 0.5),
+            percentile(&l, 0.99),
+            l.last().copied().unwrap_or(0.0),
+            l.len()
+        );
     }
-    while tasks.join_next().await.is_some() {}
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort_by(f64::total_cmp);
     let busy_kb = rss_kb(child.id()).unwrap_or(0);
-    println!(
-        "ack latency over {} signed, stored events at {rate}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} answered 200)",
-        total,
-        percentile(&l, 0.5),
-        percentile(&l, 0.99),
-        l.last().copied().unwrap_or(0.0),
-        l.len()
-    );
     println!(
         "page → first thread reply {}; → first hypothesis {}",
         first_reply.map_or_else(|| "none".to_owned(), |d| format!("{} ms", d.as_millis())),
         first_hypothesis.map_or_else(|| "none".to_owned(), |d| format!("{} ms", d.as_millis()))
     );
     println!(
-        "RSS: idle {:.1} MB, after the load {:.1} MB",
+        "RSS: idle {:.1} MB with no telemetry loaded, {:.1} MB holding the bundle; after the load {:.1} MB",
+        bare_kb as f64 / 1024.0,
         idle_kb as f64 / 1024.0,
         busy_kb as f64 / 1024.0
     );

@@ -693,19 +693,61 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?;
         let investigation: i64 = row.try_get("", "id")?;
-        for h in hypotheses {
-            let row = txn
-                .query_one(self.stmt(
-                    "INSERT INTO hypotheses (investigation_id, incident_id, rank, service, kind, confidence, status) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    vec![investigation.into(), incident_id.into(), h.rank.into(), h.service.clone().into(), h.kind.clone().into(), h.confidence.into(), h.status.clone().into()],
+        // Three statements whatever the number of hypotheses and evidence: the transaction
+        // holds SQLite's one connection, which the acknowledgement of every inbound event
+        // waits for.
+        if !hypotheses.is_empty() {
+            let mut values = Vec::with_capacity(hypotheses.len() * 7);
+            for h in hypotheses {
+                values.extend([
+                    investigation.into(),
+                    incident_id.into(),
+                    h.rank.into(),
+                    h.service.clone().into(),
+                    h.kind.clone().into(),
+                    h.confidence.into(),
+                    h.status.clone().into(),
+                ]);
+            }
+            let rows = txn
+                .query_all(self.stmt(
+                    &format!(
+                        "INSERT INTO hypotheses (investigation_id, incident_id, rank, service, kind, confidence, status) VALUES {} RETURNING id, rank",
+                        placeholders(hypotheses.len(), 7)
+                    ),
+                    values,
                 ))
-                .await?
-                .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?;
-            let hypothesis: i64 = row.try_get("", "id")?;
-            for e in &h.evidence {
+                .await?;
+            let mut id_of_rank = std::collections::HashMap::new();
+            for r in rows {
+                let rank: i32 = r.try_get("", "rank")?;
+                let id: i64 = r.try_get("", "id")?;
+                id_of_rank.insert(rank, id);
+            }
+            let evidence: Vec<(i64, &StoredEvidence)> = hypotheses
+                .iter()
+                .filter_map(|h| id_of_rank.get(&h.rank).map(|id| (*id, h)))
+                .flat_map(|(id, h)| h.evidence.iter().map(move |e| (id, e)))
+                .collect();
+            if !evidence.is_empty() {
+                let mut values = Vec::with_capacity(evidence.len() * 7);
+                for (hypothesis, e) in &evidence {
+                    values.extend([
+                        (*hypothesis).into(),
+                        e.kind.clone().into(),
+                        e.text.clone().into(),
+                        e.source.clone().into(),
+                        e.link.clone().into(),
+                        e.incident_ref.into(),
+                        e.record_ref.into(),
+                    ]);
+                }
                 txn.execute(self.stmt(
-                    "INSERT INTO evidence (hypothesis_id, kind, text, source, link, incident_ref, record_ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    vec![hypothesis.into(), e.kind.clone().into(), e.text.clone().into(), e.source.clone().into(), e.link.clone().into(), e.incident_ref.into(), e.record_ref.into()],
+                    &format!(
+                        "INSERT INTO evidence (hypothesis_id, kind, text, source, link, incident_ref, record_ref) VALUES {}",
+                        placeholders(evidence.len(), 7)
+                    ),
+                    values,
                 ))
                 .await?;
             }
@@ -822,4 +864,10 @@ impl Store {
             ).await?;
         Ok(r == 1)
     }
+}
+
+/// `(?, …), (?, …)…`: `rows` groups of `columns` placeholders, for a multi-row insert.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
 }

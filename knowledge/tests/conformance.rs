@@ -612,7 +612,11 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
     assert_eq!(due[0].attempts, 1);
     assert!(!due[0].in_flight, "a recorded failure is an outcome");
     assert!(store
-        .claim_outbox(due[0].id, t0() + Duration::seconds(30), Duration::seconds(12))
+        .claim_outbox(
+            due[0].id,
+            t0() + Duration::seconds(30),
+            Duration::seconds(12)
+        )
         .await
         .unwrap());
     assert!(

@@ -1280,7 +1280,13 @@ async fn two_replicas_on_one_database_post_every_message_once_and_in_order() {
     const QUESTIONS: usize = 6;
     for i in 0..QUESTIONS {
         let base = &replicas[i % 2].base;
-        ask(&client, base, &format!("EvRep{i}"), &format!("1700000000.0009{i:02}")).await;
+        ask(
+            &client,
+            base,
+            &format!("EvRep{i}"),
+            &format!("1700000000.0009{i:02}"),
+        )
+        .await;
     }
     let summaries = || posted_count(&received, "cairn_summary");
     wait_for("every question's summary", || summaries() == QUESTIONS).await;

@@ -181,8 +181,7 @@ impl Context<'_> {
         // something else. (A cause — saturation, a pool, a cache — keeps its meaning when it
         // shows late: a page can fire on an early wobble before the real trouble.)
         if !crate::investigation::is_cause(signal)
-            && s
-                .onset_ms
+            && s.onset_ms
                 .is_some_and(|t| t > self.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS)
         {
             score *= LATE_WEIGHT;

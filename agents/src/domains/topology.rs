@@ -59,18 +59,13 @@ impl Symptoms {
             match e.signal {
                 // A timeout is slowness that surfaced as an error.
                 Signal::NewErrorTemplate
-                    if e
-                        .template
-                        .as_deref()
-                        .is_some_and(super::logs::is_timeout) =>
+                    if e.template.as_deref().is_some_and(super::logs::is_timeout) =>
                 {
                     s.slow = s.slow.max(e.score)
                 }
                 Signal::Errors | Signal::NewErrorTemplate => s.errors = s.errors.max(e.score),
                 Signal::Latency => s.slow = s.slow.max(e.score),
-                signal if crate::investigation::is_cause(signal) => {
-                    s.cause = s.cause.max(e.score)
-                }
+                signal if crate::investigation::is_cause(signal) => s.cause = s.cause.max(e.score),
                 _ => {}
             }
         }

@@ -277,7 +277,9 @@ fn own_time_shift(
             Signal::TraceOrigin,
             service.to_owned(),
             cx.source.name().to_owned(),
-            format!("own time (duration − children) of {service}'s spans, before vs after the onset"),
+            format!(
+                "own time (duration − children) of {service}'s spans, before vs after the onset"
+            ),
             window,
             crate::signals::strength(shift.z()) * 0.9,
             shift.reason(service),
@@ -311,7 +313,9 @@ mod tests {
         let shift = OwnTime::compare(&before, &after).unwrap();
         assert!(shift.median_z < 4.0 && shift.tail_z > 6.0, "{shift:?}");
         assert!(
-            shift.reason("contacts").starts_with("19 of 96 spans (20%) spent over 5.1 ms in contacts itself"),
+            shift
+                .reason("contacts")
+                .starts_with("19 of 96 spans (20%) spent over 5.1 ms in contacts itself"),
             "{}",
             shift.reason("contacts")
         );
@@ -323,6 +327,8 @@ mod tests {
         let after = spans(&[280.0, 290.0, 285.0, 300.0, 270.0], 100);
         let shift = OwnTime::compare(&before, &after).unwrap();
         assert!(shift.median_z > 10.0, "{shift:?}");
-        assert!(shift.reason("checkout").starts_with("time spent in checkout itself 30.0 ms → 285 ms"));
+        assert!(shift
+            .reason("checkout")
+            .starts_with("time spent in checkout itself 30.0 ms → 285 ms"));
     }
 }
