@@ -109,6 +109,18 @@ async fn survey(series: Vec<Series>) -> Vec<Evidence> {
     Metrics.survey(&cx).await.unwrap()
 }
 
+/// `a < factor · b`, or a failure that shows both.
+fn assert_below(a: &Evidence, factor: f64, b: &Evidence) {
+    assert!(
+        a.score < factor * b.score,
+        "{} ({}) vs {} ({})",
+        a.score,
+        a.service,
+        b.score,
+        b.service
+    );
+}
+
 fn strongest<'a>(found: &'a [Evidence], service: &str) -> &'a Evidence {
     found
         .iter()
@@ -159,18 +171,8 @@ async fn node_and_outbound_series_count_less_for_the_service_than_its_own() {
         caller.reason
     );
     assert!(own.score > 0.9, "{}", own.score);
-    assert!(
-        node.score < 0.5 * own.score,
-        "{} vs {}",
-        node.score,
-        own.score
-    );
-    assert!(
-        caller.score < 0.6 * own.score,
-        "{} vs {}",
-        caller.score,
-        own.score
-    );
+    assert_below(node, 0.5, own);
+    assert_below(caller, 0.6, own);
 }
 
 #[tokio::test]
@@ -186,12 +188,7 @@ async fn trouble_that_began_well_after_the_page_counts_less() {
     ])
     .await;
     let (early, late) = (strongest(&found, "early"), strongest(&found, "late"));
-    assert!(
-        late.score < 0.5 * early.score,
-        "{} vs {}",
-        late.score,
-        early.score
-    );
+    assert_below(late, 0.5, early);
 }
 
 #[tokio::test]
@@ -204,12 +201,7 @@ async fn a_series_that_went_quiet_is_not_still_anomalous() {
     ])
     .await;
     let (lasting, quiet) = (strongest(&found, "lasting"), strongest(&found, "quiet"));
-    assert!(
-        quiet.score < 0.8 * lasting.score,
-        "{} vs {}",
-        quiet.score,
-        lasting.score
-    );
+    assert_below(quiet, 0.8, lasting);
 }
 
 #[tokio::test]

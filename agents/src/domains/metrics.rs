@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use cairn_connectors::{Series, SeriesSelector, SourceError};
 
-use super::{num, Agent, Context};
+use super::{num, Agent, Context, SHARE_NOISE};
 use crate::evidence::{Domain, Evidence, Signal};
 use crate::signals::{is_counter, ratio, signal_of, sum, trouble_direction, Direction, Points};
 
@@ -142,14 +142,15 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
             let total = sum(&all);
             let errors = ratio(&sum(&bad), &total);
             let query = format!("sum(rate({metric}{{service=\"{service}\",code=~\"5..\"}})) / sum(rate({metric}{{service=\"{service}\"}}))");
-            out.extend(cx.shifted_share(
+            out.extend(cx.shifted_floored(
                 Domain::Metrics,
                 Signal::Errors,
                 service,
                 query,
                 &errors,
-                1.0,
+                Direction::Up,
                 MIN_Z,
+                SHARE_NOISE,
                 |b, p| {
                     format!(
                         "error ratio {:.1}% → {:.1}% (5xx share of {metric})",
@@ -221,28 +222,17 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
         };
         let metric = s.metric.clone();
         let describe = |b: f64, p: f64| format!("{metric} {} → {}", num(b), num(p));
-        let evidence = match share {
-            Some(ceiling) => cx.shifted_share(
-                Domain::Metrics,
-                signal,
-                service,
-                query,
-                &points,
-                ceiling,
-                MIN_Z,
-                describe,
-            ),
-            None => cx.shifted(
-                Domain::Metrics,
-                signal,
-                service,
-                query,
-                &points,
-                direction,
-                MIN_Z,
-                describe,
-            ),
-        };
+        let evidence = cx.shifted_floored(
+            Domain::Metrics,
+            signal,
+            service,
+            query,
+            &points,
+            direction,
+            MIN_Z,
+            share.map_or(0.0, |ceiling| SHARE_NOISE * ceiling),
+            describe,
+        );
         // Traffic counters and gauges that rise a lot are load, not a fault in this service.
         if let Some(mut e) = evidence {
             if signal == Signal::Anomaly

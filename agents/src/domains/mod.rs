@@ -120,36 +120,11 @@ impl Context<'_> {
         )
     }
 
-    /// [`Self::shifted`] for a share of failures (0–`ceiling`): a move smaller than half a
-    /// percent of the ceiling is noise however quiet the baseline was (from 0 failures to
-    /// 1.5% is not an outage).
+    /// [`Self::shifted`] with the baseline's noise taken to be at least `sigma_floor` — for a
+    /// share of failures (0–`ceiling`), [`SHARE_NOISE`] of its ceiling: a move smaller than
+    /// that is noise however quiet the baseline was (from 0 failures to 1.5% is no outage).
     #[allow(clippy::too_many_arguments)]
-    pub fn shifted_share(
-        &self,
-        domain: Domain,
-        signal: Signal,
-        service: &str,
-        query: String,
-        points: &Points,
-        ceiling: f64,
-        min_z: f64,
-        describe: impl Fn(f64, f64) -> String,
-    ) -> Option<Evidence> {
-        self.shifted_floored(
-            domain,
-            signal,
-            service,
-            query,
-            points,
-            Direction::Up,
-            min_z,
-            SHARE_NOISE * ceiling,
-            describe,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn shifted_floored(
+    pub fn shifted_floored(
         &self,
         domain: Domain,
         signal: Signal,
