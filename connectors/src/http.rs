@@ -314,45 +314,23 @@ impl Endpoint {
         body: Option<&serde_json::Value>,
     ) -> Result<Reply, SourceError> {
         self.breaker.admit()?;
-        let r = self.resilience;
-        let mut attempt = 0;
-        let outcome = loop {
-            let (result, retry_after) = self.attempt(&method, url, query, headers, body).await;
-            let retryable = match &result {
-                Ok(_) | Err(Failure::Final(_)) => false,
-                Err(Failure::Retryable(_)) => true,
-                // A source that let the limit pass twice will not answer a third time; the
-                // investigation is better off without it.
-                Err(Failure::Timeout) => attempt == 0,
-            };
-            if !retryable || attempt >= r.retries {
-                break result;
-            }
-            let wait = match retry_after {
-                Some(wait) if wait > r.max_retry_after => {
-                    break Err(Failure::Final(self.unavailable(format!(
-                        "rate limited; the source asks to wait {} s",
-                        wait.as_secs()
-                    ))));
-                }
-                Some(wait) => wait,
-                None => r.backoff.saturating_mul(1 << attempt.min(16)),
-            };
-            tracing::debug!(source = %self.name, attempt, wait_ms = wait.as_millis() as u64, "retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        };
+        let outcome = retry(
+            &self.name,
+            self.resilience,
+            || self.attempt(&method, url, query, headers, body),
+            |wait| {
+                self.unavailable(format!(
+                    "rate limited; the source asks to wait {} s",
+                    wait.as_secs()
+                ))
+            },
+        )
+        .await;
         // The breaker counts the source's health: timeouts, 5xx, 429 and broken
         // connections. A refused question (404, 400, 401) is an answer, not an outage.
         let healthy = !matches!(outcome, Err(Failure::Timeout) | Err(Failure::Retryable(_)));
-        let outcome = outcome.map_err(|f| match f {
-            Failure::Timeout => SourceError::Timeout {
-                source_name: self.name.clone(),
-            },
-            Failure::Retryable(e) | Failure::Final(e) => e,
-        });
         self.breaker.record(healthy);
-        outcome
+        outcome.map_err(|f| f.into_error(&self.name))
     }
 
     /// One request; a failure says whether another attempt may help, and how long the
@@ -469,10 +447,59 @@ impl Endpoint {
     }
 }
 
-enum Failure {
+/// Why one attempt of a request failed, and whether another attempt may help.
+pub(crate) enum Failure {
     Timeout,
     Retryable(SourceError),
     Final(SourceError),
+}
+
+impl Failure {
+    pub(crate) fn into_error(self, source_name: &str) -> SourceError {
+        match self {
+            Failure::Timeout => SourceError::Timeout {
+                source_name: source_name.to_owned(),
+            },
+            Failure::Retryable(e) | Failure::Final(e) => e,
+        }
+    }
+}
+
+/// The retry policy of every live source: `attempt` again after a retryable failure, up to
+/// `r.retries` times, waiting what the source asked (`Retry-After`) or an exponential
+/// backoff; a timeout is retried once only (a source that let the limit pass twice will not
+/// answer a third time; the investigation is better off without it), and a source that asks
+/// to wait longer than `r.max_retry_after` gets `too_long(wait)` at once.
+pub(crate) async fn retry<T, F, Fut>(
+    source_name: &str,
+    r: Resilience,
+    mut attempt: F,
+    too_long: impl Fn(Duration) -> SourceError,
+) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (Result<T, Failure>, Option<Duration>)>,
+{
+    let mut tries = 0;
+    loop {
+        let (result, retry_after) = attempt().await;
+        let retryable = match &result {
+            Ok(_) | Err(Failure::Final(_)) => false,
+            Err(Failure::Retryable(_)) => true,
+            Err(Failure::Timeout) => tries == 0,
+        };
+        if !retryable || tries >= r.retries {
+            return result;
+        }
+        let wait = match retry_after {
+            Some(wait) if wait > r.max_retry_after => return Err(Failure::Final(too_long(wait))),
+            Some(wait) => wait,
+            None => r.backoff.saturating_mul(1 << tries.min(16)),
+        };
+        tracing::debug!(source = %source_name, attempt = tries, wait_ms = wait.as_millis() as u64, "retrying");
+        tokio::time::sleep(wait).await;
+        tries += 1;
+    }
 }
 
 enum BodyError {

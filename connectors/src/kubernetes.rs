@@ -33,7 +33,7 @@ use kube::client::AuthError;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use serde::de::DeserializeOwned;
 
-use crate::http::{CircuitBreaker, Resilience};
+use crate::http::{retry, CircuitBreaker, Failure, Resilience};
 use crate::model::{Change, ChangeKind, EventQuery, EventType, InfraEvent, TimeWindow};
 use crate::source::{DataSource, SourceError};
 
@@ -261,43 +261,31 @@ impl Kubernetes {
     {
         self.breaker.admit()?;
         let r = self.resilience;
-        let mut attempt = 0;
-        let outcome = loop {
-            let (failure, retry_after) = match tokio::time::timeout(r.timeout, request()).await {
-                Ok(Ok(value)) => break Ok(value),
-                Err(_) => (Failure::Timeout, None),
-                Ok(Err(e)) => self.classify(what, e),
-            };
-            let retryable = match &failure {
-                Failure::Final(_) => false,
-                Failure::Retryable(_) => true,
-                // As for the HTTP sources: an API server that let the limit pass twice will
-                // not answer a third time.
-                Failure::Timeout => attempt == 0,
-            };
-            if !retryable || attempt >= r.retries {
-                break Err(failure);
-            }
-            let wait = match retry_after {
-                Some(wait) if wait > r.max_retry_after => {
-                    break Err(Failure::Final(self.unavailable(format!(
-                        "{what}: rate limited; the API server asks to wait {} s",
-                        wait.as_secs()
-                    ))))
+        let outcome = retry(
+            &self.name,
+            r,
+            || {
+                let sent = request();
+                async move {
+                    match tokio::time::timeout(r.timeout, sent).await {
+                        Ok(Ok(value)) => (Ok(value), None),
+                        Err(_) => (Err(Failure::Timeout), None),
+                        Ok(Err(e)) => {
+                            let (failure, retry_after) = self.classify(what, e);
+                            (Err(failure), retry_after)
+                        }
+                    }
                 }
-                Some(wait) => wait,
-                None => r.backoff.saturating_mul(1 << attempt.min(16)),
-            };
-            tracing::debug!(source = %self.name, what, attempt, wait_ms = wait.as_millis() as u64, "retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        };
-        let outcome = outcome.map_err(|failure| match failure {
-            Failure::Timeout => SourceError::Timeout {
-                source_name: self.name.clone(),
             },
-            Failure::Retryable(e) | Failure::Final(e) => e,
-        });
+            |wait| {
+                self.unavailable(format!(
+                    "{what}: rate limited; the API server asks to wait {} s",
+                    wait.as_secs()
+                ))
+            },
+        )
+        .await
+        .map_err(|failure| failure.into_error(&self.name));
         self.breaker.settle(&outcome);
         outcome
     }
@@ -729,13 +717,6 @@ enum Page<K: Clone> {
     Expired,
     /// 403 on a list that may be skipped.
     Forbidden,
-}
-
-/// Why a request failed, and whether another attempt may help.
-enum Failure {
-    Timeout,
-    Retryable(SourceError),
-    Final(SourceError),
 }
 
 /// Reads the kubeconfig (or the in-cluster account) the configuration names; the error says
