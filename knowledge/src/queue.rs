@@ -1,6 +1,7 @@
 //! The durable job queue and the outbox, in the database so nothing is lost on a crash.
 //!
-//! A job is claimed with a compare-and-set `UPDATE … WHERE id = ? AND <still claimable>`:
+//! A job is claimed with one compare-and-set `UPDATE … WHERE id = (the oldest claimable)
+//! AND <still claimable> RETURNING …`:
 //! whoever changes the row owns the job, on SQLite and PostgreSQL alike. An expired lease
 //! makes the job claimable again (the worker died). Failures retry with exponential backoff
 //! until `max_attempts`, then the job is dead-lettered.
@@ -59,8 +60,6 @@ const INSERT_JOB: &str = "INSERT INTO jobs (kind, payload, state, run_at, attemp
 
 /// Attempts before a job is dead-lettered, unless the caller says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 5;
-/// Claim races lost in a row before `lease` gives up for this call.
-const CLAIM_RETRIES: usize = 8;
 
 /// Delay before retry number `attempts` (1-based): 5 s, 10 s, 20 s… capped at 10 minutes.
 pub fn backoff(attempts: i32) -> Duration {
@@ -126,6 +125,11 @@ impl Store {
     }
 
     /// Claims one due job for `owner` until `now + lease_for`; `None` when nothing is due.
+    ///
+    /// One statement: the oldest claimable job is picked and claimed together, so a worker
+    /// holds the database for one round trip per job (acknowledgements share it). SQLite has
+    /// one writer, so the pick cannot be raced; PostgreSQL replicas skip a row another
+    /// replica is claiming (`FOR UPDATE SKIP LOCKED`) instead of waiting for it.
     pub async fn lease_job(
         &self,
         owner: &str,
@@ -134,38 +138,29 @@ impl Store {
     ) -> Result<Option<Job>, StoreError> {
         const CLAIMABLE: &str =
             "((state = 'queued' AND run_at <= ?) OR (state = 'running' AND lease_until < ?))";
-        for _ in 0..CLAIM_RETRIES {
-            let candidate = self
-                .db()
-                .query_one(self.stmt(
-                    &format!("SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY run_at, id LIMIT 1"),
-                    vec![now.into(), now.into()],
-                ))
-                .await?;
-            let Some(candidate) = candidate else {
-                return Ok(None);
-            };
-            let id: i64 = candidate.try_get("", "id")?;
-            let claimed = self.exec(
-                    &format!("UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ? AND {CLAIMABLE}"),
-                    vec![owner.into(), (now + lease_for).into(), id.into(), now.into(), now.into()],
-                ).await?;
-            if claimed == 1 {
-                let row = self
-                    .db()
-                    .query_one(self.stmt(
-                        "SELECT id, kind, payload, attempts, max_attempts FROM jobs WHERE id = ?",
-                        vec![id.into()],
-                    ))
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Database(sea_orm::DbErr::RecordNotFound(format!("job {id}")))
-                    })?;
-                return Ok(Some(job_from(&row)?));
-            }
-            // Another worker won this one; look again.
-        }
-        Ok(None)
+        let skip_locked = match self.backend() {
+            crate::store::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::store::Backend::Sqlite => "",
+        };
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                &format!(
+                    "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1 \
+                     WHERE id = (SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY run_at, id LIMIT 1{skip_locked}) AND {CLAIMABLE} \
+                     RETURNING id, kind, payload, attempts, max_attempts"
+                ),
+                vec![
+                    owner.into(),
+                    (now + lease_for).into(),
+                    now.into(),
+                    now.into(),
+                    now.into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
+        row.map(|row| job_from(&row)).transpose()
     }
 
     /// Marks a leased job done; `false` if `owner` no longer holds it.
@@ -235,9 +230,11 @@ impl Store {
         Ok(r == 1)
     }
 
-    /// Accepts an inbound event exactly once: records `event_key` as processed and enqueues
-    /// a `job_kind` job with `payload`, in one transaction. Returns `false` (and changes
-    /// nothing) when the key was seen before — a retry or a replay.
+    /// Accepts an inbound event exactly once: enqueues a `job_kind` job with `payload` under
+    /// `event_key`, in one statement (the key is unique on the job, so dedupe and the job are
+    /// one atomic write). Returns `false` (and changes nothing) when the key was seen before
+    /// — a retry or a replay — here or, from before jobs carried their key, in
+    /// `processed_events`.
     pub async fn accept_inbound(
         &self,
         event_key: &str,
@@ -245,30 +242,26 @@ impl Store {
         payload: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        use sea_orm::{ConnectionTrait, TransactionTrait};
-        let txn = self.db().begin().await?;
-        let inserted = txn
-            .execute(self.stmt(
-                crate::store::INSERT_PROCESSED_EVENT,
-                vec![event_key.into(), now.into()],
-            ))
-            .await?
-            .rows_affected();
-        if inserted == 1 {
-            txn.query_one(self.stmt(
-                INSERT_JOB,
+        // `WHERE` is also what SQLite needs to read `ON CONFLICT` after a `SELECT`.
+        let inserted = self
+            .db()
+            .query_one(self.stmt(
+                "INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, created_at, event_key) \
+                 SELECT ?, ?, 'queued', ?, 0, ?, ?, ? \
+                 WHERE NOT EXISTS (SELECT 1 FROM processed_events WHERE event_key = ?) \
+                 ON CONFLICT (event_key) DO NOTHING RETURNING id",
                 vec![
                     job_kind.into(),
                     payload.into(),
                     now.into(),
                     DEFAULT_MAX_ATTEMPTS.into(),
                     now.into(),
+                    event_key.into(),
+                    event_key.into(),
                 ],
             ))
             .await?;
-        }
-        txn.commit().await?;
-        Ok(inserted == 1)
+        Ok(inserted.is_some())
     }
 
     /// The Slack `ts` a message got, once sent (for editing it later).

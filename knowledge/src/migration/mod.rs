@@ -14,6 +14,7 @@ mod m0009_processed_events;
 mod m0010_jobs;
 mod m0011_outbox;
 mod m0012_investigation_context;
+mod m0013_job_event_key;
 
 /// The surrogate key every table starts with: a 64-bit auto-incrementing `id`.
 fn id_column() -> ColumnDef {
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_jobs::Migration),
             Box::new(m0011_outbox::Migration),
             Box::new(m0012_investigation_context::Migration),
+            Box::new(m0013_job_event_key::Migration),
         ]
     }
 }
