@@ -98,6 +98,26 @@ impl Load {
     }
 }
 
+/// The server's cumulative ack histogram: (upper bound in seconds, count), `+Inf` last.
+async fn server_buckets(client: &reqwest::Client, base: &str) -> Vec<(f64, f64)> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("cairn_ack_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, n) = l.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, n.parse().ok()?))
+        })
+        .collect()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -194,6 +214,7 @@ async fn main() {
     // but light to handle; then mentions, each of which starts an investigation (the
     // worker's computing and writing compete with the acknowledgements).
     for load in [Load::Replies, Load::Mentions] {
+        let before = server_buckets(&client, &base).await;
         let total = rate * seconds;
         let interval = Duration::from_micros(1_000_000 / rate);
         let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
@@ -238,6 +259,17 @@ async fn main() {
             l.last().copied().unwrap_or(0.0),
             l.len()
         );
+        // The server's own view (its ack histogram, from receipt to answer): what the
+        // client adds beyond it is the load generator, the loopback and the scheduler.
+        let after = server_buckets(&client, &base).await;
+        let n = after.last().map_or(0.0, |b| b.1) - before.last().map_or(0.0, |b| b.1);
+        let within: Vec<String> = after
+            .iter()
+            .zip(&before)
+            .filter(|((le, _), _)| [0.001, 0.002, 0.005].contains(le))
+            .map(|((le, a), (_, b))| format!("{:.2}% ≤ {} ms", 100.0 * (a - b) / n.max(1.0), le * 1000.0))
+            .collect();
+        println!("  server-side: {}", within.join(", "));
     }
     let busy_kb = rss_kb(child.id()).unwrap_or(0);
     println!(
