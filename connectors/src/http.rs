@@ -550,8 +550,10 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError
 }
 
 /// The innermost cause of a reqwest error, without the URL reqwest prefixes.
-fn cause(e: &reqwest::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
+/// The innermost cause of `e` (the useful part: "connection refused", not "error sending
+/// request"), or "connection failed" when it says nothing.
+pub(crate) fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = e;
     while let Some(next) = source.source() {
         source = next;
     }

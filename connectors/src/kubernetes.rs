@@ -33,7 +33,7 @@ use kube::client::AuthError;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use serde::de::DeserializeOwned;
 
-use crate::http::{retry, CircuitBreaker, Failure, Resilience};
+use crate::http::{cause, retry, CircuitBreaker, Failure, Resilience};
 use crate::model::{Change, ChangeKind, EventQuery, EventType, InfraEvent, TimeWindow};
 use crate::source::{DataSource, SourceError};
 
@@ -328,7 +328,7 @@ impl Kubernetes {
                 Failure::Retryable(self.unavailable(format!(
                     "{what}: cannot reach {}: {}",
                     self.cluster,
-                    innermost(&e)
+                    cause(&e)
                 ))),
                 None,
             ),
@@ -828,21 +828,7 @@ fn describe(cluster: &str, what: &str, error: &kube::Error) -> String {
         kube::Error::InferKubeconfig(e) => {
             format!("{what}: {}", kubeconfig_error(e, "the kubeconfig", None))
         }
-        other => format!("{what}: {cluster}: {}", innermost(other)),
-    }
-}
-
-/// The innermost cause of an error: the useful part of a hyper/tower chain.
-fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut source = error;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    let text = source.to_string();
-    if text.is_empty() {
-        "connection failed".into()
-    } else {
-        text
+        other => format!("{what}: {cluster}: {}", cause(other)),
     }
 }
 
