@@ -8,7 +8,7 @@ use serde_json::json;
 use cairn_agents::correction::{self, Correction};
 use cairn_agents::{FaultKind, PastCase, RecordKind};
 use cairn_connectors::Topology;
-use cairn_knowledge::{Incident, KnowledgeRecord, SearchIndex, Store, StoreError};
+use cairn_knowledge::{Incident, KnowledgeRecord, SearchIndex, ServiceEntry, Store, StoreError};
 
 /// How much a record counts as precedent, by how it was made: an engineer's explicit word
 /// counts in full, a note typed into PagerDuty somewhat less.
@@ -57,18 +57,17 @@ pub async fn sync_catalogue(
     topology: &Topology,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for s in &topology.services {
-        store
-            .upsert_service(
-                &s.name,
-                s.kind.as_deref(),
-                s.team.as_deref(),
-                &s.depends_on,
-                now,
-            )
-            .await?;
-    }
-    Ok(())
+    let entries: Vec<ServiceEntry> = topology
+        .services
+        .iter()
+        .map(|s| ServiceEntry {
+            name: s.name.clone(),
+            kind: s.kind.clone(),
+            team: s.team.clone(),
+            depends_on: s.depends_on.clone(),
+        })
+        .collect();
+    store.upsert_services(&entries, now).await
 }
 
 /// When a record should be looked at again: knowledge about systems ages.

@@ -223,11 +223,45 @@ impl Store {
         payload: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let r = self.exec(
-                "INSERT INTO outbox (idempotency_key, channel, payload, state, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
-                vec![key.into(), channel.into(), payload.into(), now.into(), now.into()],
+        let added = self
+            .enqueue_outbox_all(&[(key.to_owned(), payload)], channel, now)
+            .await?;
+        Ok(added == 1)
+    }
+
+    /// Puts `messages` (key, payload) for `channel` in the outbox in one write, in their
+    /// order (a thread's replies are sent in the order queued); a key already there is
+    /// skipped, as in [`Store::enqueue_outbox`]. Returns how many were added.
+    pub async fn enqueue_outbox_all(
+        &self,
+        messages: &[(String, serde_json::Value)],
+        channel: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut added = 0;
+        // Seven values a row; SQLite takes 32 766 to a statement.
+        for chunk in messages.chunks(1000) {
+            let mut values = Vec::with_capacity(chunk.len() * 7);
+            for (key, payload) in chunk {
+                values.extend([
+                    key.clone().into(),
+                    channel.into(),
+                    payload.clone().into(),
+                    "pending".into(),
+                    0i32.into(),
+                    now.into(),
+                    now.into(),
+                ]);
+            }
+            added += self.exec(
+                &format!(
+                    "INSERT INTO outbox (idempotency_key, channel, payload, state, attempts, next_attempt_at, created_at) VALUES {} ON CONFLICT (idempotency_key) DO NOTHING",
+                    crate::records::placeholders(chunk.len(), 7)
+                ),
+                values,
             ).await?;
-        Ok(r == 1)
+        }
+        Ok(added)
     }
 
     /// Accepts an inbound event exactly once: enqueues a `job_kind` job with `payload` under

@@ -363,7 +363,7 @@ impl Store {
         Ok(r == 1)
     }
 
-    /// Adds or updates a service in the catalogue.
+    /// Adds or updates one service in the catalogue.
     pub async fn upsert_service(
         &self,
         name: &str,
@@ -372,11 +372,49 @@ impl Store {
         depends_on: &[String],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let deps = serde_json::json!(depends_on);
-        self.exec(
-                "INSERT INTO services (name, kind, team, depends_on, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, team = excluded.team, depends_on = excluded.depends_on, updated_at = excluded.updated_at",
-                vec![name.into(), kind.map(str::to_owned).into(), team.map(str::to_owned).into(), deps.into(), now.into()],
-            ).await?;
+        let entry = ServiceEntry {
+            name: name.to_owned(),
+            kind: kind.map(str::to_owned),
+            team: team.map(str::to_owned),
+            depends_on: depends_on.to_vec(),
+        };
+        self.upsert_services(std::slice::from_ref(&entry), now).await
+    }
+
+    /// Adds or updates `services` in the catalogue, a thousand to a statement (one write,
+    /// not one per service: the catalogue is synced after every investigation). A name
+    /// given twice keeps its last entry.
+    pub async fn upsert_services(
+        &self,
+        services: &[ServiceEntry],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut last = std::collections::BTreeMap::new();
+        for s in services {
+            last.insert(s.name.as_str(), s);
+        }
+        let unique: Vec<&ServiceEntry> = last.into_values().collect();
+        for chunk in unique.chunks(1000) {
+            let mut values = Vec::with_capacity(chunk.len() * 5);
+            for s in chunk {
+                values.extend([
+                    s.name.clone().into(),
+                    s.kind.clone().into(),
+                    s.team.clone().into(),
+                    serde_json::json!(s.depends_on).into(),
+                    now.into(),
+                ]);
+            }
+            self.exec(
+                &format!(
+                    "INSERT INTO services (name, kind, team, depends_on, updated_at) VALUES {} \
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, team = excluded.team, depends_on = excluded.depends_on, updated_at = excluded.updated_at",
+                    placeholders(chunk.len(), 5)
+                ),
+                values,
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -867,7 +905,7 @@ impl Store {
 }
 
 /// `(?, …), (?, …)…`: `rows` groups of `columns` placeholders, for a multi-row insert.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
     vec![row; rows].join(", ")
 }

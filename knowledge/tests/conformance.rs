@@ -5,7 +5,7 @@ use std::future::Future;
 
 use cairn_knowledge::{
     backoff, Fingerprint, Forget, InvestigationContext, JobState, KnowledgeRecord, NewIncident,
-    OutboxRef, Store, StoredEvidence, StoredHypothesis, MAX_OUTBOX_ATTEMPTS,
+    OutboxRef, ServiceEntry, Store, StoredEvidence, StoredHypothesis, MAX_OUTBOX_ATTEMPTS,
 };
 use chrono::Duration;
 use chrono::{TimeZone, Utc};
@@ -45,6 +45,7 @@ conformance!(
     outbox_is_idempotent_and_never_resends,
     outbox_gives_up_what_slack_will_never_take,
     outbox_claims_are_exclusive_and_keep_each_channel_in_order,
+    outbox_batches_keep_their_order_and_skip_known_keys,
     incidents_one_open_per_group_key,
     alerts_dedupe,
     service_catalogue_upserts,
@@ -657,6 +658,29 @@ async fn outbox_is_idempotent_and_never_resends(store: Store) {
     );
 }
 
+async fn outbox_batches_keep_their_order_and_skip_known_keys(store: Store) {
+    store.migrate().await.unwrap();
+    let text = |t: &str| serde_json::json!({ "text": t });
+    assert!(store
+        .enqueue_outbox("t:2", "CA", text("already queued"), t0())
+        .await
+        .unwrap());
+    let batch: Vec<(String, serde_json::Value)> = ["t:1", "t:2", "t:3", "t:3", "t:4"]
+        .iter()
+        .map(|k| (k.to_string(), text(k)))
+        .collect();
+    assert_eq!(
+        store.enqueue_outbox_all(&batch, "CA", t0()).await.unwrap(),
+        3,
+        "t:2 was there and t:3 came twice"
+    );
+    let due = store.due_outbox(t0(), 10).await.unwrap();
+    let keys: Vec<&str> = due.iter().map(|m| m.idempotency_key.as_str()).collect();
+    assert_eq!(keys, ["t:2", "t:1", "t:3", "t:4"], "queued order is send order");
+    assert_eq!(due[0].payload, text("already queued"));
+    assert_eq!(due[2].payload, text("t:3"));
+}
+
 async fn outbox_claims_are_exclusive_and_keep_each_channel_in_order(store: Store) {
     store.migrate().await.unwrap();
     let payload = serde_json::json!({ "text": "hello" });
@@ -844,6 +868,25 @@ async fn service_catalogue_upserts(store: Store) {
         store.service_names().await.unwrap(),
         vec!["checkout", "payments"]
     );
+    // Many at once, in one statement per thousand; a name given twice keeps its last entry.
+    let entry = |name: String, team: &str| ServiceEntry {
+        name,
+        kind: Some("service".into()),
+        team: Some(team.into()),
+        depends_on: vec!["payments".into()],
+    };
+    let mut many: Vec<ServiceEntry> = (0..1500)
+        .map(|i| entry(format!("svc-{i:04}"), "team-b"))
+        .collect();
+    many.push(entry("checkout".into(), "team-c"));
+    many.push(entry("svc-0007".into(), "team-d"));
+    store.upsert_services(&many, t0()).await.unwrap();
+    let all = store.services().await.unwrap();
+    assert_eq!(all.len(), 1502);
+    let find = |name: &str| all.iter().find(|s| s.name == name).unwrap().clone();
+    assert_eq!(find("checkout").team.as_deref(), Some("team-c"));
+    assert_eq!(find("svc-0007").team.as_deref(), Some("team-d"));
+    assert_eq!(find("svc-1499").depends_on, vec!["payments"]);
 }
 
 async fn knowledge_edits_add_versions_and_retraction_keeps_rows(store: Store) {

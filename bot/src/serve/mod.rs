@@ -929,14 +929,25 @@ struct Thread {
 
 impl Thread {
     /// Queues `message` under `key`; nothing when there is no channel.
-    async fn queue(&self, st: &AppState, key: String, mut message: Value) -> Result<(), String> {
+    async fn queue(&self, st: &AppState, key: String, message: Value) -> Result<(), String> {
+        self.queue_all(st, vec![(key, message)]).await
+    }
+
+    /// Queues `messages` (key, message) in their order, in one write.
+    async fn queue_all(&self, st: &AppState, messages: Vec<(String, Value)>) -> Result<(), String> {
         let Some(channel) = &self.channel else {
             return Ok(());
         };
-        message["channel"] = json!(channel);
-        message[self.target.0] = self.target.1.clone();
+        let messages: Vec<(String, Value)> = messages
+            .into_iter()
+            .map(|(key, mut message)| {
+                message["channel"] = json!(channel);
+                message[self.target.0] = self.target.1.clone();
+                (key, message)
+            })
+            .collect();
         st.store
-            .enqueue_outbox(&key, channel, message, Utc::now())
+            .enqueue_outbox_all(&messages, channel, Utc::now())
             .await
             .map_err(|e| e.to_string())?;
         st.outbox.notify_one();
@@ -1031,24 +1042,22 @@ async fn run_and_post(
     let finding = finding.map_err(|e| e.to_string())?;
     st.metrics.investigation(finding.verdict);
     save(st, incident_id, case, &finding, started).await?;
-    place
-        .queue(
-            st,
-            format!("{status_key}:final"),
-            edit(slack::blocks::status(
-                incident_id,
-                title,
-                &finding,
-                &set.unreadable(),
-            )),
-        )
-        .await?;
     let runbooks = st.store.runbooks().await.unwrap_or_default();
-    for (suffix, message) in slack::blocks::thread(incident_id, &finding, &runbooks) {
-        place
-            .queue(st, format!("incident:{incident_id}:{suffix}"), message)
-            .await?;
-    }
+    let mut messages = vec![(
+        format!("{status_key}:final"),
+        edit(slack::blocks::status(
+            incident_id,
+            title,
+            &finding,
+            &set.unreadable(),
+        )),
+    )];
+    messages.extend(
+        slack::blocks::thread(incident_id, &finding, &runbooks)
+            .into_iter()
+            .map(|(suffix, message)| (format!("incident:{incident_id}:{suffix}"), message)),
+    );
+    place.queue_all(st, messages).await?;
     Ok(finding)
 }
 
