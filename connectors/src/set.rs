@@ -36,6 +36,9 @@ pub struct SourceFailure {
 pub struct SourceSet {
     sources: Vec<Arc<dyn DataSource>>,
     failures: Mutex<Vec<SourceFailure>>,
+    /// The merged topology, read once: a set lives for one investigation, which sees one
+    /// map of the system however many of its steps ask (a failed read is not kept).
+    topology: tokio::sync::OnceCell<Option<Topology>>,
 }
 
 impl SourceSet {
@@ -44,6 +47,7 @@ impl SourceSet {
         Self {
             sources,
             failures: Mutex::new(Vec::new()),
+            topology: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -141,8 +145,13 @@ impl DataSource for SourceSet {
     }
 
     async fn topology(&self) -> Result<Option<Topology>, SourceError> {
-        let answers = join_all(self.sources.iter().map(|s| s.topology())).await;
-        Ok(merge_topologies(self.settle("topology", answers)?))
+        self.topology
+            .get_or_try_init(|| async {
+                let answers = join_all(self.sources.iter().map(|s| s.topology())).await;
+                Ok(merge_topologies(self.settle("topology", answers)?))
+            })
+            .await
+            .cloned()
     }
 
     async fn series(&self, query: &SeriesSelector) -> Result<Vec<Series>, SourceError> {
@@ -280,6 +289,7 @@ mod tests {
         series: Vec<Series>,
         topology: Option<Topology>,
         logs: Vec<LogRecord>,
+        topology_reads: std::sync::atomic::AtomicUsize,
     }
 
     impl Fixed {
@@ -290,7 +300,12 @@ mod tests {
                 series: Vec::new(),
                 topology: None,
                 logs: Vec::new(),
+                topology_reads: Default::default(),
             }
+        }
+
+        fn topology_reads(&self) -> usize {
+            self.topology_reads.load(std::sync::atomic::Ordering::Relaxed)
         }
 
         fn check(&self) -> Result<(), SourceError> {
@@ -310,6 +325,8 @@ mod tests {
             self.name
         }
         async fn topology(&self) -> Result<Option<Topology>, SourceError> {
+            self.topology_reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.check().map(|()| self.topology.clone())
         }
         async fn series(&self, _: &SeriesSelector) -> Result<Vec<Series>, SourceError> {
@@ -400,6 +417,28 @@ mod tests {
         );
         let unknown = SourceSet::new(vec![Arc::new(Fixed::new("none"))]);
         assert_eq!(unknown.topology().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_set_reads_the_topology_once_but_retries_a_failed_read() {
+        let mut known = Fixed::new("k");
+        known.topology = Some(Topology {
+            services: vec![node("api", None, &[])],
+        });
+        let known = Arc::new(known);
+        let set = SourceSet::new(vec![known.clone()]);
+        for _ in 0..3 {
+            assert_eq!(set.topology().await.unwrap().unwrap().services.len(), 1);
+        }
+        assert_eq!(known.topology_reads(), 1);
+
+        let mut down = Fixed::new("d");
+        down.fail = true;
+        let down = Arc::new(down);
+        let set = SourceSet::new(vec![down.clone()]);
+        assert!(set.topology().await.is_err());
+        assert!(set.topology().await.is_err());
+        assert_eq!(down.topology_reads(), 2, "a failure is not remembered");
     }
 
     #[tokio::test]

@@ -666,7 +666,7 @@ async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), Strin
         .await
         .map_err(|e| e.to_string())?;
 
-    let set = SourceSet::new(st.sources.clone());
+    let set = Arc::new(SourceSet::new(st.sources.clone()));
     let topology = set.topology().await.ok().flatten().unwrap_or_default();
     let entry = topology
         .services
@@ -697,7 +697,7 @@ async fn investigate_mention(st: &AppState, payload: &Value) -> Result<(), Strin
         channel: Some(channel.to_owned()),
         target: ("thread_ts", json!(thread_ts)),
     };
-    run_and_post(st, incident.id, &title, &case, &place)
+    run_and_post(st, set, incident.id, &title, &case, &place)
         .await
         .map(|_| ())
 }
@@ -792,10 +792,11 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map_or(now, |t| t.with_timezone(&Utc));
     let mut entry_service = payload["service"].as_str().map(str::to_owned);
-    if let (Some(pagerduty), "pagerduty") = (&st.pagerduty, source) {
-        // The webhook carries little; the incident's details name its service.
+    if let (Some(pagerduty), "pagerduty", None) = (&st.pagerduty, source, &entry_service) {
+        // The webhook carries little; the incident's details name its service (asked only
+        // when the webhook did not).
         match pagerduty.incident(source_ref).await {
-            Ok(details) => entry_service = entry_service.or(details.service),
+            Ok(details) => entry_service = details.service,
             Err(e) => tracing::warn!(error = %e, "PagerDuty incident details unavailable"),
         }
     }
@@ -816,7 +817,8 @@ async fn handle_page(st: &AppState, payload: &Value) -> Result<(), String> {
         channel,
         target: ("thread_of", json!(incident.id)),
     };
-    let finding = run_and_post(st, incident.id, &title, &case, &place).await?;
+    let set = Arc::new(SourceSet::new(st.sources.clone()));
+    let finding = run_and_post(st, set, incident.id, &title, &case, &place).await?;
     if source == "pagerduty" && st.pagerduty.is_some() {
         // Posted by its own job, once per incident, after the thread exists (the note links
         // to it); a crash before this line re-runs the page and gets here again.
@@ -959,6 +961,7 @@ impl Thread {
 /// finding and queues the hypotheses and the summary.
 async fn run_and_post(
     st: &AppState,
+    set: Arc<SourceSet>,
     incident_id: i64,
     title: &str,
     case: &Incident,
@@ -993,7 +996,6 @@ async fn run_and_post(
     };
     // The investigation is CPU work: it runs on a blocking-pool thread, so the runtime's
     // workers stay free to acknowledge requests in milliseconds.
-    let set = Arc::new(SourceSet::new(st.sources.clone()));
     let owned_set = set.clone();
     let owned_case = case.clone();
     let handle = tokio::runtime::Handle::current();
@@ -1041,7 +1043,7 @@ async fn run_and_post(
     let (finding, ()) = tokio::join!(investigation, watcher);
     let finding = finding.map_err(|e| e.to_string())?;
     st.metrics.investigation(finding.verdict);
-    save(st, incident_id, case, &finding, started).await?;
+    save(st, &set, incident_id, case, &finding, started).await?;
     let runbooks = st.store.runbooks().await.unwrap_or_default();
     let mut messages = vec![(
         format!("{status_key}:final"),
@@ -1064,6 +1066,7 @@ async fn run_and_post(
 /// Stores a finished investigation's hypotheses.
 async fn save(
     st: &AppState,
+    set: &SourceSet,
     incident_id: i64,
     case: &Incident,
     finding: &cairn_agents::Finding,
@@ -1083,7 +1086,6 @@ async fn save(
         .await
         .map_err(|e| e.to_string())?;
     // The services seen become the catalogue corrections are read against.
-    let set = SourceSet::new(st.sources.clone());
     if let Ok(Some(topology)) = set.topology().await {
         let _ = crate::knowledge::sync_catalogue(&st.store, &topology, Utc::now()).await;
     }
