@@ -768,9 +768,7 @@ fn check_source(source: &SourceConfig, at: &str) -> Result<(), ConfigError> {
                 .repo
                 .as_deref()
                 .ok_or_else(|| need("repo = \"owner/name\""))?;
-            let mut parts = repo.split('/');
-            let valid = matches!((parts.next(), parts.next(), parts.next()), (Some(o), Some(n), None) if !o.is_empty() && !n.is_empty());
-            if !valid {
+            if cairn_connectors::github::parse_repo(repo).is_none() {
                 return Err(ConfigError(format!(
                     "{at} has repo `{repo}`; expected `owner/name`."
                 )));

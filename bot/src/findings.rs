@@ -11,6 +11,14 @@ pub fn verdict(finding: &Finding) -> &'static str {
     }
 }
 
+/// A hypothesis's fault kind as people read it ("network delay"), or "cause unclear".
+pub fn kind_label(h: &cairn_agents::Hypothesis) -> String {
+    h.kind.map_or_else(
+        || "cause unclear".to_owned(),
+        |k| k.to_string().replace('_', " "),
+    )
+}
+
 /// The first `n` hypotheses, ranked from 1, with their supporting evidence.
 pub fn stored_hypotheses(finding: &Finding, n: usize) -> Vec<StoredHypothesis> {
     finding

@@ -108,10 +108,7 @@ pub fn progress_line(event: &Progress, style: Style) -> Option<String> {
 }
 
 fn hypothesis(out: &mut String, rank: usize, h: &Hypothesis, style: Style) {
-    let kind = h.kind.map_or_else(
-        || "cause unclear".to_owned(),
-        |k| k.to_string().replace('_', " "),
-    );
+    let kind = crate::findings::kind_label(h);
     let _ = writeln!(
         out,
         "│ {} {} — {} ({})",

@@ -627,7 +627,7 @@ fn is_config(file: &str) -> bool {
 
 /// `acme/shop` → (`acme`, `shop`); `None` for anything that is not one owner and one name
 /// of the characters GitHub allows.
-fn parse_repo(repo: &str) -> Option<(&str, &str)> {
+pub fn parse_repo(repo: &str) -> Option<(&str, &str)> {
     let (owner, name) = repo.trim().split_once('/')?;
     let valid = |part: &str| {
         !part.is_empty()

@@ -378,11 +378,11 @@ impl Ack {
 
 impl IntoResponse for Ack {
     fn into_response(self) -> Response {
+        let status = self.status();
         match self {
-            Ack::Done => StatusCode::OK.into_response(),
-            Ack::Answer(body) => Json(body).into_response(),
-            Ack::Malformed(why) => (StatusCode::BAD_REQUEST, why).into_response(),
-            Ack::Unavailable => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            Ack::Answer(body) => (status, Json(body)).into_response(),
+            Ack::Malformed(why) => (status, why).into_response(),
+            Ack::Done | Ack::Unavailable => status.into_response(),
         }
     }
 }

@@ -227,10 +227,7 @@ pub fn pagerduty_note(title: &str, finding: &cairn_agents::Finding) -> String {
     };
     if finding.verdict == cairn_agents::Verdict::RootCauseFound {
         for (rank, h) in finding.ranking.iter().take(3).enumerate() {
-            let kind = h.kind.map_or_else(
-                || "cause unclear".to_owned(),
-                |k| k.to_string().replace('_', " "),
-            );
+            let kind = crate::findings::kind_label(h);
             note.push_str(&format!(
                 "\n#{} {} — {kind} ({})",
                 rank + 1,

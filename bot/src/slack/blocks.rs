@@ -140,10 +140,7 @@ pub fn hypothesis(
     h: &Hypothesis,
     runbooks: &[cairn_knowledge::Runbook],
 ) -> Value {
-    let kind = h.kind.map_or_else(
-        || "cause unclear".to_owned(),
-        |k| k.to_string().replace('_', " "),
-    );
+    let kind = crate::findings::kind_label(h);
     let head = format!(
         "*#{rank} {}* — {kind} ({})",
         safe(&h.service, 200),
