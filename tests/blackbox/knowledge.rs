@@ -340,22 +340,11 @@ async fn engineers_teach_cairn_through_slack_and_it_keeps_it() {
     );
 
     // A PagerDuty resolution note on a paged incident becomes its root cause.
-    let pd = format!("{}/webhooks/pagerduty", server.base);
-    let send_pd = |body: String| {
-        let sig = format!(
-            "v1={}",
-            cairn_bot::serve::pages::pagerduty_sign(b"pd-secret", body.as_bytes())
-        );
-        client
-            .post(&pd)
-            .header("x-pagerduty-signature", sig)
-            .body(body)
-            .send()
-    };
+    let send_pd = |body: String| crate::send_pagerduty(&server.base, "pd-secret", body);
     let trigger = json!({"event": {"id": "E1", "event_type": "incident.triggered", "occurred_at": "2026-05-24T16:48:00Z", "data": {"id": "PXYZ", "type": "incident", "title": "Checkout errors", "service": {"summary": "storefront"}}}});
-    assert_eq!(send_pd(trigger.to_string()).await.unwrap().status(), 202);
+    assert_eq!(send_pd(trigger.to_string()).await.status(), 202);
     let note = json!({"event": {"id": "E2", "event_type": "incident.annotated", "occurred_at": "2026-05-24T17:30:00Z", "agent": {"id": "PUSER1", "type": "user_reference"}, "data": {"incident": {"id": "PXYZ", "type": "incident_reference"}, "content": "Resolved: root cause was a bad deploy of checkout v2.14.0, rolled back", "type": "incident_note"}}});
-    assert_eq!(send_pd(note.to_string()).await.unwrap().status(), 202);
+    assert_eq!(send_pd(note.to_string()).await.status(), 202);
     let mut from_pd = None;
     for _ in 0..100 {
         from_pd = records(&client, &server.base)

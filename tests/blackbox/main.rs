@@ -67,3 +67,18 @@ pub fn simulated(dir: &Path, name: &str) -> PathBuf {
     assert!(out.status.success(), "{}", stderr(&out));
     bundle
 }
+
+/// Sends `body` to `base`'s PagerDuty webhook, signed with `secret` as PagerDuty signs.
+pub async fn send_pagerduty(base: &str, secret: &str, body: String) -> reqwest::Response {
+    let sig = format!(
+        "v1={}",
+        cairn_bot::serve::pages::pagerduty_sign(secret.as_bytes(), body.as_bytes())
+    );
+    reqwest::Client::new()
+        .post(format!("{base}/webhooks/pagerduty"))
+        .header("x-pagerduty-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}

@@ -192,17 +192,7 @@ async fn a_pagerduty_page_is_read_from_pagerduty_and_answered_with_a_note() {
     ];
     let server = start(dir.path(), slack, &bundle, &env).await;
     let body = json!({"event": {"id": "E1", "event_type": "incident.triggered", "resource_type": "incident", "occurred_at": "2026-05-24T16:48:00Z", "data": {"id": "PABC123", "type": "incident", "title": "Orders latency"}}}).to_string();
-    let sig = format!(
-        "v1={}",
-        cairn_bot::serve::pages::pagerduty_sign(b"pd-hook-secret", body.as_bytes())
-    );
-    let answer = reqwest::Client::new()
-        .post(format!("{}/webhooks/pagerduty", server.base))
-        .header("x-pagerduty-signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let answer = crate::send_pagerduty(&server.base, "pd-hook-secret", body).await;
     assert_eq!(answer.status(), 202);
 
     let notes = || {
@@ -252,17 +242,7 @@ async fn a_pagerduty_page_is_read_from_pagerduty_and_answered_with_a_note() {
 
     // A webhook that names its service needs no details: PagerDuty is not asked.
     let body = json!({"event": {"id": "E2", "event_type": "incident.triggered", "resource_type": "incident", "occurred_at": "2026-05-24T16:50:00Z", "data": {"id": "PDEF456", "type": "incident", "title": "Cart errors", "service": {"summary": "cart"}}}}).to_string();
-    let sig = format!(
-        "v1={}",
-        cairn_bot::serve::pages::pagerduty_sign(b"pd-hook-secret", body.as_bytes())
-    );
-    let answer = reqwest::Client::new()
-        .post(format!("{}/webhooks/pagerduty", server.base))
-        .header("x-pagerduty-signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let answer = crate::send_pagerduty(&server.base, "pd-hook-secret", body).await;
     assert_eq!(answer.status(), 202);
     let asked = |path: &str| pd_received.lock().unwrap().iter().any(|r| r.0 == path);
     wait_for("the note on the second incident", || {
