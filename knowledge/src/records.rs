@@ -909,3 +909,51 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
     vec![row; rows].join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::ConnectionTrait;
+
+    /// SQLite's plan for `sql`, one step a line.
+    async fn plan(store: &Store, sql: &str, values: Vec<sea_orm::Value>) -> String {
+        let rows = store
+            .db()
+            .query_all(store.stmt(&format!("EXPLAIN QUERY PLAN {sql}"), values))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn lookups_made_per_reply_and_decision_read_an_index_not_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("plan.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let by_thread = plan(
+            &store,
+            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE channel = ? AND thread_ts = ? ORDER BY id DESC LIMIT 1"),
+            vec!["C1".into(), "1.1".into()],
+        )
+        .await;
+        assert!(by_thread.contains("USING INDEX ix_incidents_thread"), "{by_thread}");
+        let hypotheses = plan(
+            &store,
+            "SELECT id, rank FROM hypotheses WHERE investigation_id = (SELECT MAX(id) FROM investigations WHERE incident_id = ?) ORDER BY rank",
+            vec![1i64.into()],
+        )
+        .await;
+        assert!(!hypotheses.contains("SCAN hypotheses"), "{hypotheses}");
+        let by_service = plan(
+            &store,
+            "SELECT h.rank FROM hypotheses h WHERE h.service = ?",
+            vec!["checkout".into()],
+        )
+        .await;
+        assert!(by_service.contains("ix_hypotheses_service"), "{by_service}");
+    }
+}

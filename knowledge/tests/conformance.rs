@@ -424,15 +424,15 @@ async fn inbound_event_accepted_once_with_its_job(store: Store) {
 async fn migrate_fresh_then_idempotent(store: Store) {
     let first = store.migrate().await.unwrap();
     assert_eq!(first.applied.len(), first.total);
-    assert_eq!(first.total, 13);
+    assert_eq!(first.total, 14);
     assert!(
-        first.to_string().starts_with("applied 13 migrations"),
+        first.to_string().starts_with("applied 14 migrations"),
         "{first}"
     );
     assert!(store.pending_migrations().await.unwrap().is_empty());
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());
-    assert_eq!(again.to_string(), "database is up to date (13 migrations)");
+    assert_eq!(again.to_string(), "database is up to date (14 migrations)");
     store.ping().await.unwrap();
 }
 

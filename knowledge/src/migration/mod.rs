@@ -15,6 +15,7 @@ mod m0010_jobs;
 mod m0011_outbox;
 mod m0012_investigation_context;
 mod m0013_job_event_key;
+mod m0014_lookup_indexes;
 
 /// The surrogate key every table starts with: a 64-bit auto-incrementing `id`.
 fn id_column() -> ColumnDef {
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_outbox::Migration),
             Box::new(m0012_investigation_context::Migration),
             Box::new(m0013_job_event_key::Migration),
+            Box::new(m0014_lookup_indexes::Migration),
         ]
     }
 }
