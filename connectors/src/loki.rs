@@ -26,7 +26,7 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::http::{Auth, Endpoint, Resilience};
-use crate::model::{LogQuery, LogRecord};
+use crate::model::{Attrs, LogQuery, LogRecord};
 use crate::selector::{quoted, regex_literal};
 use crate::source::{DataSource, SourceError};
 
@@ -242,7 +242,7 @@ impl Loki {
             message: String::new(),
             pod: label(&["pod"]),
             trace_id,
-            attrs: serde_json::Map::new(),
+            attrs: Attrs::new(),
         };
         match structured(&line.line) {
             Some(mut fields) => {
@@ -255,7 +255,7 @@ impl Loki {
                     record.trace_id = take_text(&mut fields, &["trace_id", "traceID", "traceId"])
                         .filter(|t| !t.is_empty());
                 }
-                record.attrs = fields;
+                record.attrs = fields.into();
             }
             None => record.message = line.line.clone(),
         }

@@ -187,8 +187,106 @@ pub struct LogRecord {
     pub pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub attrs: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Attrs::is_empty")]
+    pub attrs: Attrs,
+}
+
+/// A record's other fields, sorted by name. A short list, not a map: most records carry
+/// one or two, and a one-entry `BTreeMap` allocates a whole node (~600 bytes) — paid by
+/// every span of a bundle held in memory. Reads and writes as a JSON object; a name given
+/// twice keeps its last value, as `serde_json` does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attrs(Vec<(String, serde_json::Value)>);
+
+impl Attrs {
+    /// No fields.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of field `name`.
+    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.find(name).ok().map(|at| &self.0[at].1)
+    }
+
+    /// Sets field `name`; returns the value it replaced.
+    pub fn insert(&mut self, name: String, value: serde_json::Value) -> Option<serde_json::Value> {
+        match self.find(&name) {
+            Ok(at) => Some(std::mem::replace(&mut self.0[at].1, value)),
+            Err(at) => {
+                self.0.insert(at, (name, value));
+                None
+            }
+        }
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The fields, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
+    }
+}
+
+impl FromIterator<(String, serde_json::Value)> for Attrs {
+    fn from_iter<I: IntoIterator<Item = (String, serde_json::Value)>>(fields: I) -> Self {
+        let mut attrs = Self::new();
+        for (name, value) in fields {
+            attrs.insert(name, value);
+        }
+        attrs.0.shrink_to_fit();
+        attrs
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for Attrs {
+    fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+impl Serialize for Attrs {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Attrs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Attrs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Attrs, A::Error> {
+                let mut attrs = Attrs::new();
+                while let Some((name, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    attrs.insert(name, value);
+                }
+                attrs.0.shrink_to_fit();
+                Ok(attrs)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 /// A span search.
@@ -223,8 +321,8 @@ pub struct Span {
     pub duration_ms: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<SpanStatus>,
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub attrs: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Attrs::is_empty")]
+    pub attrs: Attrs,
 }
 
 /// Changes and infrastructure events in a window, optionally for one service.
@@ -286,4 +384,54 @@ pub struct InfraEvent {
     pub event_type: Option<EventType>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+}
+
+#[cfg(test)]
+mod attrs_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn attrs_read_and_write_as_an_object_sorted_with_the_last_duplicate_kept() {
+        let attrs: Attrs =
+            serde_json::from_str(r#"{"pod": "a-1", "gc": {"pause_ms": 3}, "pod": "a-2"}"#).unwrap();
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(attrs.get("pod"), Some(&json!("a-2")));
+        assert_eq!(attrs.get("peer.service"), None);
+        assert_eq!(
+            serde_json::to_string(&attrs).unwrap(),
+            r#"{"gc":{"pause_ms":3},"pod":"a-2"}"#
+        );
+        // The same as the map it replaces, in and out.
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"z": 1, "a": [true]}"#).unwrap();
+        let from_map = Attrs::from(map.clone());
+        assert_eq!(
+            serde_json::to_value(&from_map).unwrap(),
+            serde_json::Value::Object(map)
+        );
+        assert!(serde_json::from_str::<Attrs>("[1]").is_err());
+    }
+
+    #[test]
+    fn insert_replaces_and_keeps_names_in_order() {
+        let mut attrs = Attrs::new();
+        assert!(attrs.is_empty());
+        assert_eq!(attrs.insert("b".into(), json!(1)), None);
+        assert_eq!(attrs.insert("a".into(), json!(2)), None);
+        assert_eq!(attrs.insert("b".into(), json!(3)), Some(json!(1)));
+        let names: Vec<&str> = attrs.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["a", "b"]);
+        // A record without fields writes none.
+        let line = LogRecord {
+            ts: DateTime::from_timestamp(0, 0).unwrap(),
+            service: "s".into(),
+            level: None,
+            message: "m".into(),
+            pod: None,
+            trace_id: None,
+            attrs: Attrs::new(),
+        };
+        assert!(!serde_json::to_string(&line).unwrap().contains("attrs"));
+    }
 }

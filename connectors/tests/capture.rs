@@ -317,9 +317,9 @@ fn series(metric: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) -> Seri
     }
 }
 
-fn json(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+fn json(value: serde_json::Value) -> cairn_connectors::Attrs {
     match value {
-        serde_json::Value::Object(map) => map,
+        serde_json::Value::Object(map) => map.into(),
         other => panic!("not an object: {other}"),
     }
 }

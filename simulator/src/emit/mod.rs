@@ -594,7 +594,7 @@ fn logs(cx: &Context<'_>) -> Vec<u8> {
                 message: line.message,
                 pod: line.pod,
                 trace_id: None,
-                attrs: line.attrs,
+                attrs: line.attrs.into(),
             };
             if serde_json::to_writer(&mut out, &record).is_ok() {
                 out.push(b'\n');

@@ -164,7 +164,7 @@ impl Tracer<'_> {
                 } else {
                     SpanStatus::Ok
                 }),
-                attrs,
+                attrs: attrs.into(),
             },
         );
         (elapsed, failed)
@@ -268,7 +268,7 @@ impl Tracer<'_> {
                 } else {
                     SpanStatus::Ok
                 }),
-                attrs,
+                attrs: attrs.into(),
             },
         );
         (took, failed)
@@ -336,6 +336,6 @@ fn placeholder() -> Span {
         operation: String::new(),
         duration_ms: 0.0,
         status: None,
-        attrs: Map::new(),
+        attrs: Default::default(),
     }
 }
