@@ -179,15 +179,6 @@ impl CircuitBreaker {
         }
     }
 
-    /// Counts an outcome. Bad data is a well answered request and does not count against
-    /// the source; unavailability and timeouts do.
-    pub fn settle<T>(&self, outcome: &Result<T, SourceError>) {
-        self.record(!matches!(
-            outcome,
-            Err(SourceError::Unavailable { .. } | SourceError::Timeout { .. })
-        ));
-    }
-
     /// Counts one request: `healthy` when the source answered, whatever it said.
     pub fn record(&self, healthy: bool) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -326,10 +317,7 @@ impl Endpoint {
             },
         )
         .await;
-        // The breaker counts the source's health: timeouts, 5xx, 429 and broken
-        // connections. A refused question (404, 400, 401) is an answer, not an outage.
-        let healthy = !matches!(outcome, Err(Failure::Timeout) | Err(Failure::Retryable(_)));
-        self.breaker.record(healthy);
+        self.breaker.record(Failure::healthy(&outcome));
         outcome.map_err(|f| f.into_error(&self.name))
     }
 
@@ -455,6 +443,13 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// Whether `outcome` shows the source healthy, for its breaker: timeouts, 5xx, 429 and
+    /// broken connections (what `retry` retries) are outages; a refused question (400,
+    /// 401, 404…) or an answer that is not what was asked for is an answer.
+    pub(crate) fn healthy<T>(outcome: &Result<T, Failure>) -> bool {
+        !matches!(outcome, Err(Failure::Timeout | Failure::Retryable(_)))
+    }
+
     pub(crate) fn into_error(self, source_name: &str) -> SourceError {
         match self {
             Failure::Timeout => SourceError::Timeout {

@@ -284,10 +284,11 @@ impl Kubernetes {
                 ))
             },
         )
-        .await
-        .map_err(|failure| failure.into_error(&self.name));
-        self.breaker.settle(&outcome);
-        outcome
+        .await;
+        // As for the HTTP sources: a refused question (403, 404, 410) is an answer, not
+        // an outage; timeouts, 5xx, 429 and broken connections are.
+        self.breaker.record(Failure::healthy(&outcome));
+        outcome.map_err(|failure| failure.into_error(&self.name))
     }
 
     /// What a kube error means for the query, and how long the API server asked to wait.

@@ -967,6 +967,30 @@ async fn a_500_storm_is_unavailable_then_the_breaker_fails_fast() {
 }
 
 #[tokio::test]
+async fn refused_questions_are_answers_and_never_open_the_breaker() {
+    let cluster = Cluster::empty("prod").await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404
+        })))
+        .mount(&cluster.server)
+        .await;
+    let source = cluster.source().await;
+    // Twice the breaker's threshold, each refused at once and never retried, and each
+    // still sent: the API server is up, it said no.
+    for asked in 1..=4 {
+        let error = tokio::time::timeout(NO_HANG, source.check())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(error.to_string().contains("404"), "{error}");
+        assert!(!error.to_string().contains("not asking again"), "{error}");
+        assert_eq!(cluster.requests().await.len(), asked);
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_api_server_is_unavailable() {
     // A port nothing listens on any more.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
