@@ -304,8 +304,8 @@ impl Endpoint {
         headers: &[(&'static str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<Reply, SourceError> {
-        self.breaker.admit()?;
-        let outcome = retry(
+        guarded(
+            &self.breaker,
             &self.name,
             self.resilience,
             || self.attempt(&method, url, query, headers, body),
@@ -316,9 +316,7 @@ impl Endpoint {
                 ))
             },
         )
-        .await;
-        self.breaker.record(Failure::healthy(&outcome));
-        outcome.map_err(|f| f.into_error(&self.name))
+        .await
     }
 
     /// One request; a failure says whether another attempt may help, and how long the
@@ -446,11 +444,11 @@ impl Failure {
     /// Whether `outcome` shows the source healthy, for its breaker: timeouts, 5xx, 429 and
     /// broken connections (what `retry` retries) are outages; a refused question (400,
     /// 401, 404…) or an answer that is not what was asked for is an answer.
-    pub(crate) fn healthy<T>(outcome: &Result<T, Failure>) -> bool {
+    fn healthy<T>(outcome: &Result<T, Failure>) -> bool {
         !matches!(outcome, Err(Failure::Timeout | Failure::Retryable(_)))
     }
 
-    pub(crate) fn into_error(self, source_name: &str) -> SourceError {
+    fn into_error(self, source_name: &str) -> SourceError {
         match self {
             Failure::Timeout => SourceError::Timeout {
                 source_name: source_name.to_owned(),
@@ -460,12 +458,32 @@ impl Failure {
     }
 }
 
+/// A request to a live source, its way through the source's `breaker` and [`retry`]: asked
+/// not at all while the breaker is open, and counted against the source only for outages
+/// ([`Failure::healthy`]).
+pub(crate) async fn guarded<T, F, Fut>(
+    breaker: &CircuitBreaker,
+    source_name: &str,
+    r: Resilience,
+    attempt: F,
+    too_long: impl Fn(Duration) -> SourceError,
+) -> Result<T, SourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (Result<T, Failure>, Option<Duration>)>,
+{
+    breaker.admit()?;
+    let outcome = retry(source_name, r, attempt, too_long).await;
+    breaker.record(Failure::healthy(&outcome));
+    outcome.map_err(|failure| failure.into_error(source_name))
+}
+
 /// The retry policy of every live source: `attempt` again after a retryable failure, up to
 /// `r.retries` times, waiting what the source asked (`Retry-After`) or an exponential
 /// backoff; a timeout is retried once only (a source that let the limit pass twice will not
 /// answer a third time; the investigation is better off without it), and a source that asks
 /// to wait longer than `r.max_retry_after` gets `too_long(wait)` at once.
-pub(crate) async fn retry<T, F, Fut>(
+async fn retry<T, F, Fut>(
     source_name: &str,
     r: Resilience,
     mut attempt: F,

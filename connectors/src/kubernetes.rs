@@ -33,7 +33,7 @@ use kube::client::AuthError;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use serde::de::DeserializeOwned;
 
-use crate::http::{cause, retry, CircuitBreaker, Failure, Resilience};
+use crate::http::{cause, guarded, CircuitBreaker, Failure, Resilience};
 use crate::model::{Change, ChangeKind, EventQuery, EventType, InfraEvent, TimeWindow};
 use crate::source::{DataSource, SourceError};
 
@@ -259,9 +259,11 @@ impl Kubernetes {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        self.breaker.admit()?;
+        // As for the HTTP sources: a refused question (403, 404, 410) is an answer, not
+        // an outage; timeouts, 5xx, 429 and broken connections are.
         let r = self.resilience;
-        let outcome = retry(
+        guarded(
+            &self.breaker,
             &self.name,
             r,
             || {
@@ -284,11 +286,7 @@ impl Kubernetes {
                 ))
             },
         )
-        .await;
-        // As for the HTTP sources: a refused question (403, 404, 410) is an answer, not
-        // an outage; timeouts, 5xx, 429 and broken connections are.
-        self.breaker.record(Failure::healthy(&outcome));
-        outcome.map_err(|failure| failure.into_error(&self.name))
+        .await
     }
 
     /// What a kube error means for the query, and how long the API server asked to wait.

@@ -99,6 +99,29 @@ impl Store {
             .rows_affected())
     }
 
+    /// Runs `{head} VALUES (…), (…)… {tail}` over `rows` of `N` values each, a thousand rows
+    /// to a statement (SQLite binds at most 32 766 values); returns the rows changed. One
+    /// write for a batch instead of one per row.
+    pub(crate) async fn insert_rows<const N: usize>(
+        &self,
+        head: &str,
+        tail: &str,
+        rows: Vec<[Value; N]>,
+    ) -> Result<u64, StoreError> {
+        const ROWS_PER_STATEMENT: usize = 1000;
+        let mut changed = 0;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<[Value; N]> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+            let sql = format!(
+                "{head} VALUES {} {tail}",
+                crate::records::placeholders(chunk.len(), N)
+            );
+            changed += self.exec(&sql, chunk.into_iter().flatten().collect()).await?;
+        }
+        Ok(changed)
+    }
+
     /// Adds a job to run at `run_at`; returns its id.
     pub async fn enqueue_job(
         &self,
@@ -238,12 +261,10 @@ impl Store {
         channel: &str,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut added = 0;
-        // Seven values a row; SQLite takes 32 766 to a statement.
-        for chunk in messages.chunks(1000) {
-            let mut values = Vec::with_capacity(chunk.len() * 7);
-            for (key, payload) in chunk {
-                values.extend([
+        let rows = messages
+            .iter()
+            .map(|(key, payload)| {
+                [
                     key.clone().into(),
                     channel.into(),
                     payload.clone().into(),
@@ -251,17 +272,15 @@ impl Store {
                     0i32.into(),
                     now.into(),
                     now.into(),
-                ]);
-            }
-            added += self.exec(
-                &format!(
-                    "INSERT INTO outbox (idempotency_key, channel, payload, state, attempts, next_attempt_at, created_at) VALUES {} ON CONFLICT (idempotency_key) DO NOTHING",
-                    crate::records::placeholders(chunk.len(), 7)
-                ),
-                values,
-            ).await?;
-        }
-        Ok(added)
+                ]
+            })
+            .collect();
+        self.insert_rows(
+            "INSERT INTO outbox (idempotency_key, channel, payload, state, attempts, next_attempt_at, created_at)",
+            "ON CONFLICT (idempotency_key) DO NOTHING",
+            rows,
+        )
+        .await
     }
 
     /// Accepts an inbound event exactly once: enqueues a `job_kind` job with `payload` under

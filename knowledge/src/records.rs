@@ -393,28 +393,24 @@ impl Store {
         for s in services {
             last.insert(s.name.as_str(), s);
         }
-        let unique: Vec<&ServiceEntry> = last.into_values().collect();
-        for chunk in unique.chunks(1000) {
-            let mut values = Vec::with_capacity(chunk.len() * 5);
-            for s in chunk {
-                values.extend([
+        let rows = last
+            .into_values()
+            .map(|s| {
+                [
                     s.name.clone().into(),
                     s.kind.clone().into(),
                     s.team.clone().into(),
                     serde_json::json!(s.depends_on).into(),
                     now.into(),
-                ]);
-            }
-            self.exec(
-                &format!(
-                    "INSERT INTO services (name, kind, team, depends_on, updated_at) VALUES {} \
-                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, team = excluded.team, depends_on = excluded.depends_on, updated_at = excluded.updated_at",
-                    placeholders(chunk.len(), 5)
-                ),
-                values,
-            )
-            .await?;
-        }
+                ]
+            })
+            .collect();
+        self.insert_rows(
+            "INSERT INTO services (name, kind, team, depends_on, updated_at)",
+            "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, team = excluded.team, depends_on = excluded.depends_on, updated_at = excluded.updated_at",
+            rows,
+        )
+        .await?;
         Ok(())
     }
 

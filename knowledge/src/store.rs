@@ -63,7 +63,7 @@ pub struct Store {
 
 /// Records an event key once: key, processed_at. No conflict target: the key's unique
 /// index is the only constraint that can conflict.
-pub(crate) const INSERT_PROCESSED_EVENT: &str =
+const INSERT_PROCESSED_EVENT: &str =
     "INSERT INTO processed_events (event_key, processed_at) VALUES (?, ?) ON CONFLICT DO NOTHING";
 
 impl Store {
