@@ -218,3 +218,41 @@ async fn a_failure_share_must_move_beyond_half_a_percent_to_count() {
     assert_eq!(outage.signal, Signal::Errors);
     assert!(outage.score > 0.9, "{}", outage.score);
 }
+
+#[tokio::test]
+async fn own_latency_that_collapsed_is_a_failure_but_a_dip_is_not() {
+    // One service starts answering ten times faster than ever before (it returns early or
+    // fails fast); one gets a little faster; one's outbound calls collapse (its
+    // dependency's doing, not its own).
+    let found = survey(vec![
+        gauge(
+            "server_latency_seconds",
+            "broken",
+            59,
+            step(0.09, 0.009, 37),
+        ),
+        gauge(
+            "server_latency_seconds",
+            "quicker",
+            59,
+            step(0.09, 0.07, 37),
+        ),
+        gauge(
+            "client_latency_seconds",
+            "caller",
+            59,
+            step(0.09, 0.009, 37),
+        ),
+    ])
+    .await;
+    let broken = strongest(&found, "broken");
+    assert_eq!(broken.signal, Signal::Errors);
+    assert!(broken.reason.contains("collapsed"), "{}", broken.reason);
+    assert!(broken.score >= 0.4, "{}", broken.score);
+    assert_eq!(
+        broken.onset_ms,
+        Some((t0() + Duration::minutes(37)).timestamp_millis())
+    );
+    assert!(!found.iter().any(|e| e.service == "quicker"), "{found:#?}");
+    assert!(!found.iter().any(|e| e.service == "caller"), "{found:#?}");
+}

@@ -112,7 +112,11 @@ async fn server_buckets(client: &reqwest::Client, base: &str) -> Vec<(f64, f64)>
         .filter_map(|l| l.strip_prefix("cairn_ack_seconds_bucket{le=\""))
         .filter_map(|l| {
             let (le, n) = l.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, n.parse().ok()?))
         })
         .collect()
@@ -267,7 +271,9 @@ async fn main() {
             .iter()
             .zip(&before)
             .filter(|((le, _), _)| [0.001, 0.002, 0.005].contains(le))
-            .map(|((le, a), (_, b))| format!("{:.2}% ≤ {} ms", 100.0 * (a - b) / n.max(1.0), le * 1000.0))
+            .map(|((le, a), (_, b))| {
+                format!("{:.2}% ≤ {} ms", 100.0 * (a - b) / n.max(1.0), le * 1000.0)
+            })
             .collect();
         println!("  server-side: {}", within.join(", "));
     }

@@ -276,7 +276,10 @@ impl<'de> Deserialize<'de> for Attrs {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an object of fields")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Attrs, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Attrs, A::Error> {
                 let mut attrs = Attrs::new();
                 while let Some((name, value)) = map.next_entry::<String, serde_json::Value>()? {
                     attrs.insert(name, value);

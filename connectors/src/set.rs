@@ -305,7 +305,8 @@ mod tests {
         }
 
         fn topology_reads(&self) -> usize {
-            self.topology_reads.load(std::sync::atomic::Ordering::Relaxed)
+            self.topology_reads
+                .load(std::sync::atomic::Ordering::Relaxed)
         }
 
         fn check(&self) -> Result<(), SourceError> {

@@ -117,7 +117,9 @@ impl Store {
                 "{head} VALUES {} {tail}",
                 crate::records::placeholders(chunk.len(), N)
             );
-            changed += self.exec(&sql, chunk.into_iter().flatten().collect()).await?;
+            changed += self
+                .exec(&sql, chunk.into_iter().flatten().collect())
+                .await?;
         }
         Ok(changed)
     }

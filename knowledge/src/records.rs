@@ -378,7 +378,8 @@ impl Store {
             team: team.map(str::to_owned),
             depends_on: depends_on.to_vec(),
         };
-        self.upsert_services(std::slice::from_ref(&entry), now).await
+        self.upsert_services(std::slice::from_ref(&entry), now)
+            .await
     }
 
     /// Adds or updates `services` in the catalogue, a thousand to a statement (one write,
@@ -936,7 +937,10 @@ mod tests {
             vec!["C1".into(), "1.1".into()],
         )
         .await;
-        assert!(by_thread.contains("USING INDEX ix_incidents_thread"), "{by_thread}");
+        assert!(
+            by_thread.contains("USING INDEX ix_incidents_thread"),
+            "{by_thread}"
+        );
         let hypotheses = plan(
             &store,
             "SELECT id, rank FROM hypotheses WHERE investigation_id = (SELECT MAX(id) FROM investigations WHERE incident_id = ?) ORDER BY rank",

@@ -676,7 +676,11 @@ async fn outbox_batches_keep_their_order_and_skip_known_keys(store: Store) {
     );
     let due = store.due_outbox(t0(), 10).await.unwrap();
     let keys: Vec<&str> = due.iter().map(|m| m.idempotency_key.as_str()).collect();
-    assert_eq!(keys, ["t:2", "t:1", "t:3", "t:4"], "queued order is send order");
+    assert_eq!(
+        keys,
+        ["t:2", "t:1", "t:3", "t:4"],
+        "queued order is send order"
+    );
     assert_eq!(due[0].payload, text("already queued"));
     assert_eq!(due[2].payload, text("t:3"));
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use cairn_connectors::{Series, SeriesSelector, SourceError};
 
-use super::{num, Agent, Context, SHARE_NOISE};
+use super::{num, Agent, Context, LATE_AFTER_PAGE_MS, LATE_WEIGHT, SHARE_NOISE};
 use crate::evidence::{Domain, Evidence, Signal};
 use crate::signals::{is_counter, ratio, signal_of, sum, trouble_direction, Direction, Points};
 
@@ -176,6 +176,9 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
                     .collect();
                 let query =
                     format!("rate({stem}_sum{{service=\"{service}\"}}) / rate({stem}_count)");
+                if signal_for(stem) == Signal::Latency && scope(stem) == Scope::Own {
+                    out.extend(collapse(cx, service, &query, stem, &mean));
+                }
                 out.extend(cx.shifted(
                     Domain::Metrics,
                     signal_for(stem),
@@ -220,6 +223,9 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
         } else {
             format!("{}{{{}}}", s.metric, identity(s))
         };
+        if signal == Signal::Latency && scope(&s.metric) == Scope::Own {
+            out.extend(collapse(cx, service, &query, &s.metric, &points));
+        }
         let metric = s.metric.clone();
         let describe = |b: f64, p: f64| format!("{metric} {} → {}", num(b), num(p));
         let evidence = cx.shifted_floored(
@@ -273,6 +279,73 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
     }
     out
 }
+
+/// How far below everything in its baseline a service's own latency must fall to count as
+/// a collapse: under half its baseline's fastest, and under this share of its typical.
+const COLLAPSE_SHARE: f64 = 0.3;
+/// Baseline points needed to know how fast a service ever answers.
+const COLLAPSE_BASELINE: usize = 5;
+
+/// A service's own latency that fell far below anything its baseline shows, and stayed
+/// there: it stopped doing its usual work — it returns early, fails fast or sheds requests.
+/// Callers see that as failures, so it is evidence of errors, not of health. (A latency
+/// that merely dips is noise; this needs the typical value after the cut to sit under half
+/// the baseline's fastest sample.)
+fn collapse(
+    cx: &Context<'_>,
+    service: &str,
+    query: &str,
+    metric: &str,
+    points: &Points,
+) -> Option<Evidence> {
+    let before: Vec<f64> = points
+        .iter()
+        .filter(|p| p.0 < cx.cut_ms && p.1.is_finite())
+        .map(|p| p.1)
+        .collect();
+    let after: Vec<(i64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|p| p.0 >= cx.cut_ms && p.1.is_finite())
+        .collect();
+    if before.len() < COLLAPSE_BASELINE || after.len() < 2 {
+        return None;
+    }
+    let fastest = before.iter().copied().fold(f64::INFINITY, f64::min);
+    let typical = crate::stats::median(&mut before.clone())?;
+    let now = crate::stats::median(&mut after.iter().map(|p| p.1).collect::<Vec<_>>())?;
+    if typical <= 0.0 || now > 0.5 * fastest || now > COLLAPSE_SHARE * typical {
+        return None;
+    }
+    let onset_ms = after.iter().find(|p| p.1 <= 0.5 * fastest).map(|p| p.0);
+    let mut score = COLLAPSE_WEIGHT * (1.0 - now / typical);
+    if onset_ms.is_some_and(|t| t > cx.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS) {
+        score *= LATE_WEIGHT;
+    }
+    Some(Evidence {
+        observed: now,
+        baseline: typical,
+        onset_ms,
+        trend: super::trend(points, cx.cut_ms),
+        ..Evidence::new(
+            Domain::Metrics,
+            Signal::Errors,
+            service,
+            cx.source.name(),
+            query.to_owned(),
+            cx.after_cut(),
+            score,
+            format!(
+                "its own latency collapsed: {metric} {} → {} (faster than anything before): it stopped doing its usual work (returns early or fails fast)",
+                num(typical),
+                num(now)
+            ),
+        )
+    })
+}
+
+/// What a collapse of a service's own latency counts at most: inferred, not seen failing.
+const COLLAPSE_WEIGHT: f64 = 0.6;
 
 /// How much a node-level series (shared by every pod on the node) counts for one service.
 const NODE_WEIGHT: f64 = 0.4;

@@ -31,7 +31,7 @@ pub const ONSET_LEAD_MS: i64 = 2 * 60_000;
 /// How long after the page a signal may first move and still be part of what was paged.
 pub const LATE_AFTER_PAGE_MS: i64 = 3 * 60_000;
 /// What a signal that first moved later than that still counts.
-const LATE_WEIGHT: f64 = 0.4;
+pub const LATE_WEIGHT: f64 = 0.4;
 
 /// The least noise of a share of failures, as a part of its ceiling (half a percent).
 pub const SHARE_NOISE: f64 = 0.005;
@@ -55,6 +55,14 @@ impl Context<'_> {
 
     pub fn cut(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.cut_ms).unwrap_or(self.incident.onset)
+    }
+
+    /// From the cut to the window's end: where anomalies are looked for.
+    pub fn after_cut(&self) -> TimeWindow {
+        TimeWindow {
+            start: self.cut(),
+            end: self.window().end,
+        }
     }
 
     /// Every series of `metric` in the window (all services).
@@ -172,10 +180,7 @@ impl Context<'_> {
                 service,
                 self.source.name(),
                 query,
-                TimeWindow {
-                    start: self.cut(),
-                    end: self.window().end,
-                },
+                self.after_cut(),
                 score,
                 describe(s.baseline, s.peak),
             )

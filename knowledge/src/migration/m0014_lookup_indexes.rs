@@ -10,7 +10,11 @@ pub struct Migration;
 
 /// (index, table, columns).
 const INDEXES: [(&str, &str, &[&str]); 3] = [
-    ("ix_incidents_thread", "incidents", &["channel", "thread_ts"]),
+    (
+        "ix_incidents_thread",
+        "incidents",
+        &["channel", "thread_ts"],
+    ),
     (
         "ix_hypotheses_investigation",
         "hypotheses",
