@@ -99,6 +99,19 @@ impl Store {
             .rows_affected())
     }
 
+    /// [`Store::exec`] on the inbound queue's connection.
+    pub(crate) async fn queue_exec(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .queue()
+            .execute(self.stmt(sql, values))
+            .await?
+            .rows_affected())
+    }
+
     /// Runs `{head} VALUES (…), (…)… {tail}` over `rows` of `N` values each, a thousand rows
     /// to a statement (SQLite binds at most 32 766 values); returns the rows changed. One
     /// write for a batch instead of one per row.
@@ -133,7 +146,7 @@ impl Store {
         max_attempts: i32,
     ) -> Result<i64, StoreError> {
         let row = self
-            .db()
+            .queue()
             .query_one(self.stmt(
                 INSERT_JOB,
                 vec![
@@ -152,7 +165,7 @@ impl Store {
     /// Claims one due job for `owner` until `now + lease_for`; `None` when nothing is due.
     ///
     /// One statement: the oldest claimable job is picked and claimed together, so a worker
-    /// holds the database for one round trip per job (acknowledgements share it). SQLite has
+    /// holds the queue for one round trip per job (acknowledgements share it). SQLite has
     /// one writer, so the pick cannot be raced; PostgreSQL replicas skip a row another
     /// replica is claiming (`FOR UPDATE SKIP LOCKED`) instead of waiting for it.
     pub async fn lease_job(
@@ -168,7 +181,7 @@ impl Store {
             crate::store::Backend::Sqlite => "",
         };
         let row = self
-            .db()
+            .queue()
             .query_one(self.stmt(
                 &format!(
                     "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1 \
@@ -190,7 +203,7 @@ impl Store {
 
     /// Marks a leased job done; `false` if `owner` no longer holds it.
     pub async fn complete_job(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
-        let r = self.exec("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]).await?;
+        let r = self.queue_exec("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]).await?;
         Ok(r == 1)
     }
 
@@ -204,7 +217,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<JobState>, StoreError> {
         let Some(row) = self
-            .db()
+            .queue()
             .query_one(self.stmt("SELECT attempts, max_attempts FROM jobs WHERE id = ? AND state = 'running' AND lease_owner = ?", vec![id.into(), owner.into()]))
             .await?
         else {
@@ -217,7 +230,7 @@ impl Store {
         } else {
             (JobState::Queued, now + backoff(attempts))
         };
-        let r = self.exec(
+        let r = self.queue_exec(
                 "UPDATE jobs SET state = ?, run_at = ?, lease_owner = NULL, lease_until = NULL, last_error = ? WHERE id = ? AND state = 'running' AND lease_owner = ?",
                 vec![state.as_str().into(), run_at.into(), error.into(), id.into(), owner.into()],
             ).await?;
@@ -227,7 +240,7 @@ impl Store {
     /// Number of jobs in `state` (queue depth for `Queued`).
     pub async fn count_jobs(&self, state: JobState) -> Result<i64, StoreError> {
         let row = self
-            .db()
+            .queue()
             .query_one(self.stmt(
                 "SELECT COUNT(*) AS n FROM jobs WHERE state = ?",
                 vec![state.as_str().into()],
@@ -299,7 +312,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         // `WHERE` is also what SQLite needs to read `ON CONFLICT` after a `SELECT`.
         let inserted = self
-            .db()
+            .queue()
             .query_one(self.stmt(
                 "INSERT INTO jobs (kind, payload, state, run_at, attempts, max_attempts, created_at, event_key) \
                  SELECT ?, ?, 'queued', ?, 0, ?, ?, ? \
