@@ -312,6 +312,21 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Lowers the calling thread's CPU priority (nice 10): the front door's threads win the
+/// CPU whenever both want it, and an idle machine still gives the investigation all of it.
+/// Linux only, where the nice value is per thread (elsewhere it would slow the process).
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its arguments; `who = 0` is the calling thread on Linux.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+    }
+}
+
+/// The nice value of investigation threads (0 is normal, 19 the lowest).
+#[cfg(target_os = "linux")]
+const BACKGROUND_NICE: libc::c_int = 10;
+
 /// `POST /slack/events`: verify, store with its job, acknowledge.
 async fn slack_events(
     State(st): State<Arc<AppState>>,
@@ -994,26 +1009,34 @@ async fn run_and_post(
         precedents: Arc::new(precedents),
         ..cairn_agents::Options::default()
     };
-    // The investigation is CPU work: it runs on a blocking-pool thread, so the runtime's
-    // workers stay free to acknowledge requests in milliseconds.
+    // The investigation is CPU work: it runs on a thread of its own at a lower priority, so
+    // the runtime's workers stay free to acknowledge requests in milliseconds even when
+    // every core is busy investigating.
     let owned_set = set.clone();
     let owned_case = case.clone();
     let handle = tokio::runtime::Handle::current();
     let investigation = async move {
-        tokio::task::spawn_blocking(move || {
-            handle.block_on(cairn_agents::investigate_with(
-                &owned_case,
-                owned_set.as_ref(),
-                options,
-            ))
-        })
-        .await
-        .map_err(|e| {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("investigation".into())
+            .spawn(move || {
+                background_priority();
+                let _ = done.send(handle.block_on(cairn_agents::investigate_with(
+                    &owned_case,
+                    owned_set.as_ref(),
+                    options,
+                )));
+            });
+        let failed = |reason: String| {
             cairn_agents::InvestigationError::Source(cairn_connectors::SourceError::Unavailable {
                 source_name: "investigation".into(),
-                reason: e.to_string(),
+                reason,
             })
-        })?
+        };
+        spawned.map_err(|e| failed(format!("cannot start its thread: {e}")))?;
+        result
+            .await
+            .map_err(|_| failed("its thread ended without an answer".into()))?
     };
     let watcher = async {
         let mut reported: Vec<(String, usize, Option<String>)> = Vec::new();
@@ -1483,5 +1506,28 @@ async fn check_slack(st: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// Investigations yield the CPU to the front door; other threads keep their priority.
+    #[test]
+    fn investigation_threads_run_at_background_priority() {
+        // SAFETY: getpriority only reads its arguments (`who = 0`: the calling thread).
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = nice();
+        let inside = std::thread::spawn(move || {
+            super::background_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inside, before.max(super::BACKGROUND_NICE));
+        assert_eq!(
+            nice(),
+            before,
+            "only the investigation's own thread is lowered"
+        );
     }
 }
