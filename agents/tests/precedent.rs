@@ -181,7 +181,12 @@ fn an_unrelated_past_incident_changes_nothing() {
         ),
     ]);
     let case = correction(elsewhere);
-    assert!(recall(&fingerprint(&present), &[case.clone()], window()).is_empty());
+    assert!(recall(
+        &fingerprint(&present),
+        std::slice::from_ref(&case),
+        window()
+    )
+    .is_empty());
     assert_eq!(ranked(&with_precedent(&present, &[case])), ranked(&present));
 }
 

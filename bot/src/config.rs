@@ -529,7 +529,7 @@ impl Config {
 
         let incident_channel = match get(Key::IncidentChannel) {
             None => None,
-            Some((v, _)) if v.is_empty() => None,
+            Some(("", _)) => None,
             Some((v, origin)) => {
                 if !is_slack_id(v, &['C', 'G', 'D']) {
                     return Err(ConfigError::invalid(
@@ -796,7 +796,7 @@ fn prefixed_secret(
 ) -> Result<Option<SecretString>, ConfigError> {
     match value {
         None => Ok(None),
-        Some((v, _)) if v.is_empty() => Ok(None),
+        Some(("", _)) => Ok(None),
         Some((v, origin)) if !v.starts_with(prefix) => Err(ConfigError(format!(
             "{} {origin} must be a token starting with `{prefix}` (the value is not shown).",
             key.describe()
@@ -808,7 +808,7 @@ fn prefixed_secret(
 fn url_value(value: Option<(&str, Origin)>, key: Key) -> Result<Option<String>, ConfigError> {
     match value {
         None => Ok(None),
-        Some((v, _)) if v.is_empty() => Ok(None),
+        Some(("", _)) => Ok(None),
         Some((v, origin)) if !is_http_url(v) => {
             Err(ConfigError::invalid(&key, origin, "an http(s) URL", v))
         }

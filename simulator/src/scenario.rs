@@ -241,9 +241,9 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 
 /// Shows seconds the way a scenario writes them (`90m`, `15s`, `2h`).
 pub fn format_duration(seconds: u64) -> String {
-    if seconds > 0 && seconds % 3600 == 0 {
+    if seconds > 0 && seconds.is_multiple_of(3600) {
         format!("{}h", seconds / 3600)
-    } else if seconds > 0 && seconds % 60 == 0 {
+    } else if seconds > 0 && seconds.is_multiple_of(60) {
         format!("{}m", seconds / 60)
     } else {
         format!("{seconds}s")
@@ -694,9 +694,10 @@ impl Ctx<'_> {
         let severity_entry = self.optional(&mut f, "severity")?;
         let params_entry = self.optional(&mut f, "params")?;
         let Some(kind) = kind else {
-            for entry in [&duration_entry, &severity_entry, &params_entry]
+            if let Some(entry) = [&duration_entry, &severity_entry, &params_entry]
                 .into_iter()
                 .flatten()
+                .next()
             {
                 return Err(self.err(
                     &entry.1,
