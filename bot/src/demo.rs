@@ -323,7 +323,7 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
         Ok(())
     }
     .await;
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", "-queue", "-queue-wal", "-queue-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     result

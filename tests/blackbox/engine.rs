@@ -55,16 +55,25 @@ fn the_scenario_library_is_investigated_to_target() {
 #[test]
 fn demo_plain_output() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(cairn(dir.path()).args(["demo", "--plain"]));
+    // Its throwaway database goes to the temporary directory.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(cairn(dir.path())
+        .env("TMPDIR", tmp.path())
+        .args(["demo", "--plain"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(!text.contains('\u{1b}'), "no colour codes in plain output");
     insta::assert_snapshot!(text);
-    assert_eq!(
-        std::fs::read_dir(dir.path()).unwrap().count(),
-        0,
-        "the demo leaves nothing behind"
-    );
+    for left in [dir.path(), tmp.path()] {
+        let files: Vec<_> = std::fs::read_dir(left)
+            .unwrap()
+            .map(|f| f.unwrap().file_name())
+            .collect();
+        assert!(
+            files.is_empty(),
+            "the demo leaves nothing behind: {files:?}"
+        );
+    }
 }
 
 #[test]
