@@ -199,10 +199,14 @@ impl Store {
                     .into(),
             )
             .await?;
-            run("COMMIT".into()).await?;
-            // Deleted only once the copy is committed (WAL commits each file on its own).
+            // In the same transaction, so another process still writing the old file (a
+            // replica not yet upgraded) waits instead of adding a row between the copy and
+            // the delete. In WAL mode SQLite commits each file on its own, this connection's
+            // main file (the queue) first: a crash in between leaves copies the next start
+            // skips, never a deletion without its copy.
             run("DELETE FROM old.jobs".into()).await?;
-            run("DELETE FROM old.processed_events".into()).await
+            run("DELETE FROM old.processed_events".into()).await?;
+            run("COMMIT".into()).await
         }
         .await;
         if moved.is_err() {
