@@ -92,11 +92,7 @@ impl Store {
     /// Runs one statement and returns how many rows it changed: the compare-and-set
     /// answer every claim and idempotent insert here relies on.
     pub(crate) async fn exec(&self, sql: &str, values: Vec<Value>) -> Result<u64, StoreError> {
-        Ok(self
-            .db()
-            .execute(self.stmt(sql, values))
-            .await?
-            .rows_affected())
+        self.exec_on(self.db(), sql, values).await
     }
 
     /// [`Store::exec`] on the inbound queue's connection.
@@ -105,11 +101,16 @@ impl Store {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<u64, StoreError> {
-        Ok(self
-            .queue()
-            .execute(self.stmt(sql, values))
-            .await?
-            .rows_affected())
+        self.exec_on(self.queue(), sql, values).await
+    }
+
+    async fn exec_on(
+        &self,
+        conn: &sea_orm::DatabaseConnection,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<u64, StoreError> {
+        Ok(conn.execute(self.stmt(sql, values)).await?.rows_affected())
     }
 
     /// Runs `{head} VALUES (…), (…)… {tail}` over `rows` of `N` values each, a thousand rows

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use cairn_connectors::{Series, SeriesSelector, SourceError};
 
-use super::{num, Agent, Context, LATE_AFTER_PAGE_MS, LATE_WEIGHT, SHARE_NOISE};
+use super::{num, Agent, Context, SHARE_NOISE};
 use crate::evidence::{Domain, Evidence, Signal};
 use crate::signals::{is_counter, ratio, signal_of, sum, trouble_direction, Direction, Points};
 
@@ -176,9 +176,7 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
                     .collect();
                 let query =
                     format!("rate({stem}_sum{{service=\"{service}\"}}) / rate({stem}_count)");
-                if signal_for(stem) == Signal::Latency && scope(stem) == Scope::Own {
-                    out.extend(collapse(cx, service, &query, stem, &mean));
-                }
+                out.extend(collapse(cx, service, &query, stem, &mean));
                 out.extend(cx.shifted(
                     Domain::Metrics,
                     signal_for(stem),
@@ -223,9 +221,7 @@ fn examine_service(cx: &Context<'_>, service: &str, series: &[Series]) -> Vec<Ev
         } else {
             format!("{}{{{}}}", s.metric, identity(s))
         };
-        if signal == Signal::Latency && scope(&s.metric) == Scope::Own {
-            out.extend(collapse(cx, service, &query, &s.metric, &points));
-        }
+        out.extend(collapse(cx, service, &query, &s.metric, &points));
         let metric = s.metric.clone();
         let describe = |b: f64, p: f64| format!("{metric} {} → {}", num(b), num(p));
         let evidence = cx.shifted_floored(
@@ -290,7 +286,7 @@ const COLLAPSE_BASELINE: usize = 5;
 /// there: it stopped doing its usual work — it returns early, fails fast or sheds requests.
 /// Callers see that as failures, so it is evidence of errors, not of health. (A latency
 /// that merely dips is noise; this needs the typical value after the cut to sit under half
-/// the baseline's fastest sample.)
+/// the baseline's fastest sample.) `None` for any other series, a client's latency included.
 fn collapse(
     cx: &Context<'_>,
     service: &str,
@@ -298,6 +294,9 @@ fn collapse(
     metric: &str,
     points: &Points,
 ) -> Option<Evidence> {
+    if signal_for(metric) != Signal::Latency || scope(metric) != Scope::Own {
+        return None;
+    }
     let before: Vec<f64> = points
         .iter()
         .filter(|p| p.0 < cx.cut_ms && p.1.is_finite())
@@ -318,10 +317,7 @@ fn collapse(
         return None;
     }
     let onset_ms = after.iter().find(|p| p.1 <= 0.5 * fastest).map(|p| p.0);
-    let mut score = COLLAPSE_WEIGHT * (1.0 - now / typical);
-    if onset_ms.is_some_and(|t| t > cx.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS) {
-        score *= LATE_WEIGHT;
-    }
+    let score = COLLAPSE_WEIGHT * (1.0 - now / typical) * cx.lateness(Signal::Errors, onset_ms);
     Some(Evidence {
         observed: now,
         baseline: typical,

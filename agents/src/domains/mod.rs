@@ -31,7 +31,7 @@ pub const ONSET_LEAD_MS: i64 = 2 * 60_000;
 /// How long after the page a signal may first move and still be part of what was paged.
 pub const LATE_AFTER_PAGE_MS: i64 = 3 * 60_000;
 /// What a signal that first moved later than that still counts.
-pub const LATE_WEIGHT: f64 = 0.4;
+const LATE_WEIGHT: f64 = 0.4;
 
 /// The least noise of a share of failures, as a part of its ceiling (half a percent).
 pub const SHARE_NOISE: f64 = 0.005;
@@ -62,6 +62,21 @@ impl Context<'_> {
         TimeWindow {
             start: self.cut(),
             end: self.window().end,
+        }
+    }
+
+    /// What evidence of `signal` that first moved at `onset_ms` still counts (1 or
+    /// [`LATE_WEIGHT`]). A symptom that began well after the page did not cause it: a later
+    /// consequence, or something else. (A cause — saturation, a pool, a cache — keeps its
+    /// meaning when it shows late: a page can fire on an early wobble before the real
+    /// trouble.)
+    pub fn lateness(&self, signal: Signal, onset_ms: Option<i64>) -> f64 {
+        let late = onset_ms
+            .is_some_and(|t| t > self.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS);
+        if late && !crate::investigation::is_cause(signal) {
+            LATE_WEIGHT
+        } else {
+            1.0
         }
     }
 
@@ -160,15 +175,7 @@ impl Context<'_> {
         }
         // A blip that came and went before the data ends counts for less.
         let mut score = strength(z) * (0.1 + 0.9 * s.persistence());
-        // A symptom that began well after the page did not cause it: a later consequence, or
-        // something else. (A cause — saturation, a pool, a cache — keeps its meaning when it
-        // shows late: a page can fire on an early wobble before the real trouble.)
-        if !crate::investigation::is_cause(signal)
-            && s.onset_ms
-                .is_some_and(|t| t > self.incident.onset.timestamp_millis() + LATE_AFTER_PAGE_MS)
-        {
-            score *= LATE_WEIGHT;
-        }
+        score *= self.lateness(signal, s.onset_ms);
         Some(Evidence {
             observed: s.peak,
             baseline: s.baseline,
