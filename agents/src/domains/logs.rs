@@ -1,7 +1,8 @@
 //! Logs: template mining in the spirit of Drain — numbers, ids, addresses and quoted values
 //! masked so lines of one kind share a template — then new and bursting error templates per
 //! service, and the error classes that name their cause (DNS, TLS, resets, 429, pools,
-//! disks, memory), credited to the peer the line names when it names one.
+//! disks, memory), credited to the peer the line names when it names one. Per request,
+//! the code paths that used to run through and now stop halfway ([`flows`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +13,8 @@ use cairn_connectors::{LogQuery, LogRecord, SourceError, TimeWindow};
 use super::{Agent, Context};
 use crate::evidence::{Domain, Evidence, Signal};
 
+mod flows;
+
 /// Most lines read for one investigation.
 const MAX_LINES: usize = 400_000;
 /// Tokens of a line that make its template.
@@ -21,6 +24,16 @@ pub struct Logs;
 
 /// A line's template: variable tokens masked as `<*>`.
 pub fn template(message: &str) -> String {
+    mask(message, false)
+}
+
+/// A line's template with its code location kept (`TripServiceImpl#366`, `trip.go:88`):
+/// two lines of one method differ only there, and a flow is told by which lines it reached.
+pub fn flow_template(message: &str) -> String {
+    mask(message, true)
+}
+
+fn mask(message: &str, keep_locations: bool) -> String {
     let first_line = message.lines().next().unwrap_or("");
     first_line
         .split_whitespace()
@@ -30,11 +43,15 @@ pub fn template(message: &str) -> String {
                 return "<*>".to_owned();
             }
             // Within a token, every segment holding a digit is a variable: `k455`,
-            // `3d4220b0`, `10.2.3.4:8080`, `42ms`.
+            // `3d4220b0`, `10.2.3.4:8080`, `42ms`. A line number after a name and `#` or
+            // `:` is a code location, kept when asked.
             let mut out = String::with_capacity(token.len());
             let mut segment = String::new();
             let flush = |segment: &mut String, out: &mut String| {
-                if segment.chars().any(|c| c.is_ascii_digit()) {
+                let location = keep_locations
+                    && segment.chars().all(|c| c.is_ascii_digit())
+                    && matches!(out.as_bytes(), [.., l, b'#' | b':'] if l.is_ascii_alphabetic());
+                if segment.chars().any(|c| c.is_ascii_digit()) && !location {
                     out.push_str("<*>");
                 } else {
                     out.push_str(segment);
@@ -354,8 +371,50 @@ impl Agent for Logs {
                 before as f64,
             ));
         }
+        // Requests that used to run a path through and now stop halfway.
+        for f in flows::broken_flows(&lines, cut_ms) {
+            let score =
+                (0.3 + 0.5 * f.share()).min(0.8) * cx.lateness(Signal::Errors, Some(f.first_ms));
+            out.push(mk(
+                &f.service,
+                Signal::Errors,
+                score,
+                Some(f.first_ms),
+                format!("log lines of {} per request, before vs after the onset", f.service),
+                format!(
+                    "{} of {} requests stopped after \"{}\" without \"{}\" (before: {} of {} went on)",
+                    f.broken,
+                    f.after,
+                    readable(&f.from),
+                    readable(&f.missing),
+                    f.held,
+                    f.before
+                ),
+                f.broken as f64,
+                (f.before - f.held) as f64,
+            ));
+        }
         Ok(out)
     }
+}
+
+/// A template to quote: masked values, and the labels before them, left out; at most 8
+/// words.
+fn readable(template: &str) -> String {
+    let tokens: Vec<&str> = template.split(' ').collect();
+    let masked = |t: &str| !t.replace("<*>", "").chars().any(char::is_alphabetic);
+    let kept: Vec<&str> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            !masked(t)
+                && !((t.ends_with(':') || t.ends_with('='))
+                    && tokens.get(i + 1).is_some_and(|n| masked(n)))
+        })
+        .map(|(_, t)| *t)
+        .take(8)
+        .collect();
+    kept.join(" ")
 }
 
 #[cfg(test)]
@@ -384,6 +443,25 @@ mod tests {
         assert_eq!(
             template("GET /api/v1/items/42 200"),
             template("GET /api/v1/items/97 200")
+        );
+    }
+
+    #[test]
+    fn flow_templates_keep_code_locations_only() {
+        let at = |line: u32| {
+            flow_template(&format!(
+                "18:25:11.776 INFO t.s.TripServiceImpl#{line} TraceID: 82eb SpanID: 79ef [getTickets] trip G1234"
+            ))
+        };
+        assert_ne!(at(366), at(372));
+        assert_eq!(template(&at(366)), template(&at(372)));
+        assert_eq!(
+            flow_template("at Foo.bar(Foo.java:123) from 10.2.3.4:8080 at 18:25:11"),
+            "at Foo.bar(Foo.java:123) from <*>.<*>.<*>.<*>:<*> at <*>:<*>:<*>"
+        );
+        assert_eq!(
+            readable(&at(366)),
+            "INFO t.s.TripServiceImpl#366 [getTickets] trip"
         );
     }
 
