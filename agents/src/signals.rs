@@ -184,10 +184,17 @@ pub fn shift_floored(
         60_000
     };
     let anomalous_ms = after.iter().filter(|p| signed(p.1) > 3.0).count() as i64 * step.max(1);
+    // Still in trouble at the end: beyond 3σ, and beyond what the baseline itself reached
+    // one sample in twenty. A series that steps between a few values (a quantile read off
+    // histogram buckets) has a small noise around its usual value; its next step up, which
+    // the baseline often took, is back to normal, not a lasting anomaly.
+    let mut ordinary: Vec<f64> = before.iter().map(|v| signed(*v)).collect();
+    ordinary.sort_by(f64::total_cmp);
+    let usual = ordinary[((ordinary.len() - 1) as f64 * 0.95).round() as usize];
     let tail = after.len().min(2);
     let ongoing = after[after.len() - tail..]
         .iter()
-        .all(|p| signed(p.1) > 3.0);
+        .all(|p| signed(p.1) > 3.0_f64.max(usual));
     Some(Shift {
         baseline: base.median,
         after: after_median,
@@ -241,6 +248,30 @@ mod tests {
         ]);
         let s = shift(&series(&v), 20 * 60_000, Direction::Up).unwrap();
         assert!(!s.ongoing && s.persistence() < 0.2, "{s:?}");
+    }
+
+    #[test]
+    fn ending_on_a_value_the_baseline_often_had_is_not_ongoing() {
+        // A p99 read off histogram buckets: mostly 10 ms, one sample in five at the next
+        // bucket (25 ms). A burst to the 100 ms bucket, then back to 25 ms.
+        let baseline: Vec<f64> = (0..30)
+            .map(|i| match i % 5 {
+                0 => 24.4,
+                1 => 9.82,
+                2 => 9.93,
+                _ => 9.95,
+            })
+            .collect();
+        let mut v = baseline.clone();
+        v.extend([9.9, 24.0, 89.0, 97.5, 24.3]);
+        let s = shift(&series(&v), 30 * 60_000, Direction::Up).unwrap();
+        assert!(s.z > 10.0, "the burst itself is far out: {s:?}");
+        assert!(!s.ongoing && s.persistence() <= 0.5, "{s:?}");
+        // Settling on a level the baseline never had is still trouble.
+        let mut v = baseline;
+        v.extend([9.9, 24.0, 89.0, 97.5, 60.0]);
+        let s = shift(&series(&v), 30 * 60_000, Direction::Up).unwrap();
+        assert!(s.ongoing, "{s:?}");
     }
 
     #[test]
