@@ -35,42 +35,46 @@ pub fn flow_template(message: &str) -> String {
 
 fn mask(message: &str, keep_locations: bool) -> String {
     let first_line = message.lines().next().unwrap_or("");
-    first_line
+    let mut out = String::with_capacity(first_line.len().min(256));
+    for (i, token) in first_line
         .split_whitespace()
         .take(TEMPLATE_TOKENS)
-        .map(|token| {
-            if token.starts_with('"') || token.contains("://") {
-                return "<*>".to_owned();
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(' ');
+        }
+        if token.starts_with('"') || token.contains("://") {
+            out.push_str("<*>");
+            continue;
+        }
+        // Within a token, every segment (a run of letters and digits) holding a digit is a
+        // variable: `k455`, `3d4220b0`, `10.2.3.4:8080`, `42ms`. A line number after a name
+        // and `#` or `:` is a code location, kept when asked.
+        let mut rest = token;
+        while !rest.is_empty() {
+            let end = rest
+                .find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(rest.len());
+            let segment = &rest[..end];
+            let digits = segment.bytes().any(|b| b.is_ascii_digit());
+            let location = keep_locations
+                && digits
+                && segment.bytes().all(|b| b.is_ascii_digit())
+                && matches!(out.as_bytes(), [.., l, b'#' | b':'] if l.is_ascii_alphabetic());
+            if digits && !location {
+                out.push_str("<*>");
+            } else {
+                out.push_str(segment);
             }
-            // Within a token, every segment holding a digit is a variable: `k455`,
-            // `3d4220b0`, `10.2.3.4:8080`, `42ms`. A line number after a name and `#` or
-            // `:` is a code location, kept when asked.
-            let mut out = String::with_capacity(token.len());
-            let mut segment = String::new();
-            let flush = |segment: &mut String, out: &mut String| {
-                let location = keep_locations
-                    && segment.chars().all(|c| c.is_ascii_digit())
-                    && matches!(out.as_bytes(), [.., l, b'#' | b':'] if l.is_ascii_alphabetic());
-                if segment.chars().any(|c| c.is_ascii_digit()) && !location {
-                    out.push_str("<*>");
-                } else {
-                    out.push_str(segment);
-                }
-                segment.clear();
-            };
-            for c in token.chars() {
-                if c.is_alphanumeric() {
-                    segment.push(c);
-                } else {
-                    flush(&mut segment, &mut out);
-                    out.push(c);
-                }
+            rest = &rest[end..];
+            if let Some(c) = rest.chars().next() {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
             }
-            flush(&mut segment, &mut out);
-            out
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        }
+    }
+    out
 }
 
 fn is_error(record: &LogRecord) -> bool {
