@@ -190,7 +190,7 @@ pub fn shift_floored(
     // the baseline often took, is back to normal, not a lasting anomaly.
     let mut ordinary: Vec<f64> = before.iter().map(|v| signed(*v)).collect();
     ordinary.sort_by(f64::total_cmp);
-    let usual = ordinary[((ordinary.len() - 1) as f64 * 0.95).round() as usize];
+    let usual = crate::stats::quantile_of_sorted(&ordinary, 0.95);
     let tail = after.len().min(2);
     let ongoing = after[after.len() - tail..]
         .iter()

@@ -14,6 +14,11 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
+/// The `q` quantile (0–1) of `values`, nearest rank; `values` sorted ascending, not empty.
+pub fn quantile_of_sorted(values: &[f64], q: f64) -> f64 {
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
 /// Median and median absolute deviation of `values`; `None` when empty.
 pub fn median_mad(values: &[f64]) -> Option<(f64, f64)> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
@@ -48,7 +53,7 @@ impl Baseline {
         // its baseline already covered is then the scale of its noise.
         let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         sorted.sort_by(f64::total_cmp);
-        let q95 = sorted[((sorted.len() - 1) as f64 * 0.95).round() as usize];
+        let q95 = quantile_of_sorted(&sorted, 0.95);
         // Only then: a range floor would let a fault that began just before the cut
         // inflate the noise of a well-behaved series.
         let range_floor = if mad == 0.0 {

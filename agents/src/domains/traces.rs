@@ -204,7 +204,7 @@ impl OwnTime {
         let quantile = |v: &[f64], q: f64| {
             let mut v = v.to_vec();
             v.sort_by(f64::total_cmp);
-            v[((v.len() - 1) as f64 * q).round() as usize]
+            crate::stats::quantile_of_sorted(&v, q)
         };
         let median_after = quantile(after, 0.5);
         let median_z = if median_after > base.median + 1.0 {
