@@ -253,6 +253,19 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// Number of jobs in any state, read in one statement: summing [`Store::count_jobs`]
+    /// over the states races a worker moving a job between them (counted twice or never).
+    pub async fn count_all_jobs(&self) -> Result<i64, StoreError> {
+        let row = self
+            .queue()
+            .query_one(self.stmt("SELECT COUNT(*) AS n FROM jobs", vec![]))
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
     /// Puts a message in the outbox; `false` when one with this key is already there
     /// (sent or not), so a retried producer never posts twice.
     pub async fn enqueue_outbox(

@@ -501,10 +501,26 @@ async fn job_lease_is_exclusive_under_concurrency(store: Store) {
             })
         })
         .collect();
+    // While workers move jobs from queued to running, the total stays what it is.
+    let watcher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..10 {
+                seen.push(store.count_all_jobs().await.unwrap());
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
     let mut all = Vec::new();
     for w in workers {
         all.extend(w.await.unwrap());
     }
+    assert!(
+        watcher.await.unwrap().iter().all(|n| *n == 20),
+        "one consistent total while jobs change state"
+    );
     all.sort();
     assert_eq!(
         all,
