@@ -429,11 +429,19 @@ impl Store {
         retry_at: DateTime<Utc>,
         permanent: bool,
     ) -> Result<bool, StoreError> {
-        self.exec(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = CASE WHEN ? OR attempts + 1 >= ? THEN 'dead' ELSE state END WHERE id = ? AND state = 'pending'",
+        // The new state comes back from the update itself; only a message no longer pending
+        // (given up or sent by another replica meanwhile) needs a second look.
+        let row = self
+            .db()
+            .query_one(self.stmt(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, state = CASE WHEN ? OR attempts + 1 >= ? THEN 'dead' ELSE state END WHERE id = ? AND state = 'pending' RETURNING state",
                 vec![error.into(), retry_at.into(), permanent.into(), MAX_OUTBOX_ATTEMPTS.into(), id.into()],
-            ).await?;
-        self.outbox_dead(OutboxRef::Id(id)).await
+            ))
+            .await?;
+        match row {
+            Some(row) => Ok(row.try_get::<String>("", "state")? == "dead"),
+            None => self.outbox_dead(OutboxRef::Id(id)).await,
+        }
     }
 
     /// Gives up a message that cannot be sent because what it depends on never will be

@@ -791,6 +791,11 @@ async fn outbox_gives_up_what_slack_will_never_take(store: Store) {
         .mark_outbox_sent(due[0].id, "1700000000.000100")
         .await
         .unwrap());
+    // A failure reported for a message already given up changes nothing and says so.
+    assert!(store
+        .mark_outbox_failed(due[2].id, "HTTP 500", t0(), false)
+        .await
+        .unwrap());
 }
 
 async fn incidents_one_open_per_group_key(store: Store) {
