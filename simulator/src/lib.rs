@@ -136,6 +136,8 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
             peak: format!("{peak:.4}"),
         }
     })?;
+    let mut warnings = warnings;
+    warnings.extend(early_page(scenario, fired.step as u64 * scenario.step));
     let cx = emit::Context {
         scenario,
         world: &world,
@@ -149,6 +151,25 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
         files,
         warnings,
         alert_ms: start_ms + fired.step as i64 * scenario.step as i64 * 1000,
+    })
+}
+
+/// A rule (not a fixed `alert.at`) that fires before the first fault of a scenario that
+/// expects a root cause pages on ordinary behaviour: the page, and the investigation's
+/// baseline around it, come long before what the scenario means to test.
+fn early_page(scenario: &Scenario, fired_s: u64) -> Option<String> {
+    let rule = &scenario.alert;
+    if rule.at.is_some() || !matches!(scenario.expect, scenario::Expect::RootCause { .. }) {
+        return None;
+    }
+    let first = scenario.faults.iter().map(|f| f.at).min()?;
+    (fired_s < first).then(|| {
+        format!(
+            "alert: the rule on {} fires at {}, before the first fault starts ({}): it pages on ordinary behaviour, not on the fault; raise the threshold or lengthen `for`",
+            rule.service,
+            scenario::format_duration(fired_s),
+            scenario::format_duration(first)
+        )
     })
 }
 

@@ -653,3 +653,28 @@ fn a_false_alarm_shows_nothing_beyond_noise() {
     }
     assert!(p.events("OOMKilled").is_empty() && p.events("NodeNotReady").is_empty());
 }
+
+/// A rule that already holds on ordinary traffic pages before the fault: `simulate` still
+/// writes the bundle (the spec's rule fired) but says why the page misses the fault; the same
+/// rule tuned to fire on the fault, or a fixed `alert.at`, says nothing.
+#[test]
+fn a_rule_that_fires_before_the_fault_is_named() {
+    let warnings = |alert: &str| {
+        let text = format!(
+            "version: 1\nname: early\nseed: 11\nduration: 60m\nstep: 15s\n{TOPOLOGY}faults:\n  - {{kind: bad_deploy, target: shop, at: 30m, params: {{error_rate: 0.6}}}}\nalert: {alert}\nexpect: {{root_cause: {{service: shop, kind: bad_deploy}}}}\n"
+        );
+        let scenario = Scenario::parse(&text, "early.yaml").expect("valid scenario");
+        simulate(&scenario).expect("simulates").warnings
+    };
+    let early = warnings("{service: edge, signal: latency_p99, threshold: 1, for: 1m}");
+    assert!(
+        early
+            .iter()
+            .any(|w| w.contains("before the first fault starts (30m)")),
+        "{early:?}"
+    );
+    let on_time = warnings("{service: edge, signal: error_rate, threshold: 0.1, for: 1m}");
+    assert!(on_time.is_empty(), "{on_time:?}");
+    let fixed = warnings("{service: edge, signal: error_rate, threshold: 0.1, at: 5m}");
+    assert!(fixed.is_empty(), "{fixed:?}");
+}

@@ -413,6 +413,9 @@ async fn simulate_scenario(
         scenario.seed = scenario.seed.wrapping_add(reseed);
         let simulation = cairn_simulator::simulate(&scenario)
             .map_err(|e| CliError::Failed(format!("{shown}: {e}")))?;
+        for warning in &simulation.warnings {
+            eprintln!("warning: {shown}: {warning}");
+        }
         let expect = simulation
             .files
             .get(score::EXPECT_FILE)
