@@ -240,26 +240,29 @@ impl Store {
 
     /// Number of jobs in `state` (queue depth for `Queued`).
     pub async fn count_jobs(&self, state: JobState) -> Result<i64, StoreError> {
-        let row = self
-            .queue()
-            .query_one(self.stmt(
-                "SELECT COUNT(*) AS n FROM jobs WHERE state = ?",
-                vec![state.as_str().into()],
-            ))
-            .await?;
-        Ok(row
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()?
-            .unwrap_or(0))
+        self.count(
+            self.queue(),
+            "SELECT COUNT(*) AS n FROM jobs WHERE state = ?",
+            vec![state.as_str().into()],
+        )
+        .await
     }
 
     /// Number of jobs in any state, read in one statement: summing [`Store::count_jobs`]
     /// over the states races a worker moving a job between them (counted twice or never).
     pub async fn count_all_jobs(&self) -> Result<i64, StoreError> {
-        let row = self
-            .queue()
-            .query_one(self.stmt("SELECT COUNT(*) AS n FROM jobs", vec![]))
-            .await?;
+        self.count(self.queue(), "SELECT COUNT(*) AS n FROM jobs", vec![])
+            .await
+    }
+
+    /// The `n` a `SELECT COUNT(*) AS n …` answers on `conn`.
+    async fn count(
+        &self,
+        conn: &sea_orm::DatabaseConnection,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<i64, StoreError> {
+        let row = conn.query_one(self.stmt(sql, values)).await?;
         Ok(row
             .map(|r| r.try_get::<i64>("", "n"))
             .transpose()?
@@ -476,17 +479,12 @@ impl Store {
 
     /// Messages given up, for `/metrics`.
     pub async fn count_dead_outbox(&self) -> Result<i64, StoreError> {
-        let row = self
-            .db()
-            .query_one(self.stmt(
-                "SELECT COUNT(*) AS n FROM outbox WHERE state = 'dead'",
-                vec![],
-            ))
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get("", "n")?,
-            None => 0,
-        })
+        self.count(
+            self.db(),
+            "SELECT COUNT(*) AS n FROM outbox WHERE state = 'dead'",
+            vec![],
+        )
+        .await
     }
 }
 

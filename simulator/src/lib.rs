@@ -106,7 +106,7 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
     let Run {
         world,
         active,
-        warnings,
+        mut warnings,
         tl,
         start_ms,
     } = run(scenario);
@@ -136,7 +136,6 @@ pub fn simulate(scenario: &Scenario) -> Result<Simulation, SimulateError> {
             peak: format!("{peak:.4}"),
         }
     })?;
-    let mut warnings = warnings;
     warnings.extend(early_page(scenario, fired.step as u64 * scenario.step));
     let cx = emit::Context {
         scenario,
